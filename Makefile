@@ -1,0 +1,34 @@
+# fmp — the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+S3 ?=
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_LOGGING_LEVEL ?= WARNING
+
+.PHONY: install demo test weights clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)
+	PREFECT_HOME=$(CURDIR)/.fmp/prefect $(BIN)/python -m flows.demo $(if $(S3),--s3,)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+weights: $(STAMP)
+	$(BIN)/python -m benchmarks.train
+
+clean:
+	rm -rf .fmp

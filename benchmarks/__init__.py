@@ -1,0 +1,1 @@
+"""Benchmarks: procedural scenes with exact ground truth, demo queries, model training."""

@@ -1,0 +1,112 @@
+"""Run one batch of a stream under one policy: plain Python, wrapped by the stream_batch flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from flows.policies import PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
+from flows.settings import Settings
+from modules.embedding import embed
+from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
+from modules.images import ImageDecodeError, decode_image
+from modules.program import Program, parse_program
+from modules.registry import Registry
+from policy_store.learners.config import LearnerConfig
+from policy_store.records import PolicyVersion
+from policy_store.store import PolicyStore
+from storage import batches
+from storage.base import ObjectStore
+from storage.errors import StorageError
+from storage.records import DecisionRecord, ResultRow, StreamInfo
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    stream: str
+    batch: str
+    policy: str
+    policy_version: int
+    items: int
+    failed: int
+    errors: list[str]
+
+
+def load_program(info: StreamInfo, policy: str) -> Program:
+    """The program a policy runs: the stream's own, or the one-call monolithic baseline."""
+    spec = policy_spec(policy)
+    return parse_program(info.program if spec.program == "program" else info.monolithic_program)
+
+
+def next_batch(store: ObjectStore, stream: str, policy: str) -> str | None:
+    """The oldest published batch that this policy has no results for yet."""
+    done = set(batches.list_results(store, stream, policy))
+    return next((b for b in batches.list_batches(store, stream) if b not in done), None)
+
+
+def process_batch(settings: Settings, store: ObjectStore, registry: Registry, stream: str,
+                  batch: str, policy: str, run_round: RoundRunner) -> BatchSummary:
+    """Read a batch, run its program on every item with the pinned policy, write results.
+
+    Bad items (unparseable manifest lines, corrupt images, program failures) become
+    ``failed`` rows naming the batch, item and problem; the rest of the batch runs.
+    """
+    info = batches.read_stream_info(store, stream)
+    program = load_program(info, policy)
+    spec = policy_spec(policy)
+    pinned = _pinned_version(settings, stream, policy)
+    arms = arms_for(program, registry, spec)
+    config = LearnerConfig.model_validate_json(pinned.config_json) if pinned else \
+        LearnerConfig(lam=settings.lam, seed=settings.seed, pins=spec.pins)
+    learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), pinned)
+    version = pinned.version if pinned else 0
+    router = PolicyRouter(learner, f"{stream}/{batch}/{policy}/v{version}", config.seed)
+
+    manifest = batches.read_manifest(store, stream, batch)
+    errors = [f"{stream}/{batch}: {e}" for e in manifest.errors]
+    failed_rows = [_failed(f"manifest-line-{e.line}", str(e)) for e in manifest.errors]
+    inputs = []
+    for item in manifest.records:
+        try:
+            image = decode_image(batches.read_image(store, stream, batch, item))
+        except (ImageDecodeError, StorageError) as exc:
+            message = f"{stream}/{batch} item {item.item_id}: {exc}"
+            errors.append(message)
+            failed_rows.append(_failed(item.item_id, message))
+            continue
+        inputs.append(ItemInput(item.item_id, image, embed(image)))
+
+    outcomes = BatchExecutor(program, router, run_round, info.answer_type).run(inputs)
+    rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs)]
+    errors += [r.error for r in rows if r.error]
+    batches.write_results(store, stream, policy, batch, rows + failed_rows,
+                          policy_version=version, program_id=program.program_id,
+                          created_at=datetime.now(timezone.utc))
+    return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
+                        sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+
+
+def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersion | None:
+    """Read (never write) the latest policy version; none before the first feedback."""
+    if not settings.database.exists():
+        return None
+    return PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s).latest_version(stream, policy)
+
+
+def _row(outcome: ItemOutcome, features: np.ndarray, stream: str, batch: str) -> ResultRow:
+    decisions = [
+        DecisionRecord(call_site=t.call_site, function=t.function, backend=t.backend,
+                       propensity=t.propensity, calls=t.calls, flops=t.flops, params=t.params,
+                       wall_ms=t.wall_ms, price=t.price)
+        for t in outcome.tallies.values() if t.calls > 0
+    ]
+    error = None if outcome.error is None else f"{stream}/{batch} item {outcome.item_id}: {outcome.error}"
+    return ResultRow(item_id=outcome.item_id, status=outcome.status, answer=outcome.answer,
+                     error=error, features=[float(x) for x in features], decisions=decisions)
+
+
+def _failed(item_id: str, message: str) -> ResultRow:
+    return ResultRow(item_id=item_id, status="failed", answer=None, error=message, features=[],
+                     decisions=[])

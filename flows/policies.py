@@ -1,0 +1,111 @@
+"""Named policies: which learner routes which program, and the learner's arms and costs."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from modules.backends.base import Call
+from modules.executor import Route
+from modules.program import CallSite, Program
+from modules.registry import Registry
+from policy_store.learners import load_learner, make_learner
+from policy_store.learners.base import Learner
+from policy_store.learners.config import LearnerConfig
+from policy_store.records import PolicyVersion
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy: a learner and the program it routes (the stream's or the monolithic one)."""
+
+    name: str
+    learner: str
+    program: Literal["program", "monolithic"] = "program"
+    pins: dict[str, str] = field(default_factory=dict)
+
+
+POLICIES: dict[str, PolicySpec] = {
+    p.name: p
+    for p in (
+        PolicySpec("learned", "thompson"),
+        PolicySpec("cheapest", "cheapest"),
+        PolicySpec("largest", "largest"),
+        PolicySpec("random", "random"),
+        PolicySpec("monolithic", "largest", program="monolithic"),
+    )
+}
+
+
+def policy_spec(name: str) -> PolicySpec:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; valid: {sorted(POLICIES)}") from None
+
+
+def arms_for(program: Program, registry: Registry, spec: PolicySpec) -> dict[str, list[str]]:
+    """Candidate backends per call site, cheapest first (baseline-only ones for the monolith)."""
+    arms = {}
+    for site in program.call_sites:
+        if spec.program == "monolithic":
+            names = [n for n, s in registry.specs.items() if s.baseline_only and site.function in s.functions]
+        else:
+            names = registry.candidates(site.function)
+        if not names:
+            raise ValueError(f"call site {site.id}: no backend in the catalog serves {site.function}()")
+        arms[site.id] = sorted(names, key=lambda n: unit_flops(registry, n, site.function))
+    return arms
+
+
+def unit_flops(registry: Registry, backend: str, function: str) -> float:
+    """Measured FLOPs of one representative call of ``function`` on ``backend``."""
+    image = np.zeros((128, 128, 3), np.uint8) if function != "llm_query" else None
+    args = {"verify_property": ("object", "red"), "query": ("what colour is this?",),
+            "llm_query": ("how many sides does a triangle have?",)}.get(function, ("object",))
+    return registry.get(backend).flops(Call(function, image, args))
+
+
+def monolithic_flops(registry: Registry) -> float:
+    """FLOPs of one monolithic call: the unit in which the policy's cost is expressed."""
+    mono = [n for n, s in registry.specs.items() if s.baseline_only and "query" in s.functions]
+    if not mono:
+        raise ValueError("the catalog has no baseline_only query backend (the monolithic model)")
+    return unit_flops(registry, mono[0], "query")
+
+
+def unit_costs(registry: Registry, arms: dict[str, list[str]], program: Program) -> dict[str, float]:
+    """Normalised cost per call of every arm: its FLOPs ÷ one monolithic call's FLOPs."""
+    unit = monolithic_flops(registry)
+    functions = {s.id: s.function for s in program.call_sites}
+    costs: dict[str, float] = {}
+    for site, names in arms.items():
+        for name in names:
+            costs[name] = max(costs.get(name, 0.0), unit_flops(registry, name, functions[site]) / unit)
+    return costs
+
+
+def build_learner(spec: PolicySpec, config: LearnerConfig, arms: dict[str, list[str]],
+                  costs: dict[str, float], version: PolicyVersion | None) -> Learner:
+    """The pinned version's learner, or the prior when the policy has no version yet."""
+    if version is None or not version.params:
+        return make_learner(spec.learner, config, arms, costs)
+    return load_learner(spec.learner, version.params, config, arms, costs)
+
+
+class PolicyRouter:
+    """Routes call sites with a learner; sampling is seeded per item, so replays are exact."""
+
+    def __init__(self, learner: Learner, key: str, seed: int) -> None:
+        self.learner = learner
+        self.key = key
+        self.seed = seed
+
+    def choose(self, item_id: str, site: CallSite, features: np.ndarray) -> Route:
+        digest = zlib.crc32(f"{self.key}/{item_id}/{site.id}".encode())
+        rng = np.random.default_rng([self.seed, digest])
+        choice = self.learner.choose(site.id, features, rng)
+        return Route(choice.backend, choice.propensity)

@@ -1,0 +1,48 @@
+"""The stream_batch flow: one batch of one stream through its program, routed by a policy."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows._batch import BatchSummary, next_batch, process_batch
+from flows._runtime import registry_for, settings_for, store_for
+from modules.tasks import prefect_round_runner
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"stream_batch/{params['stream']}/{params.get('batch') or 'next'}"
+
+
+@flow(name="stream_batch", flow_run_name=_run_name, log_prints=False)
+def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
+                 storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
+    """Answer every item of a batch and write answers, decisions and costs to storage.
+
+    Args:
+        stream: the stream id (``streams/<stream>/`` in the object store).
+        batch: the batch id; ``None`` takes the oldest batch this policy has not processed.
+        policy: which policy routes the call sites (learned, cheapest, largest, random, monolithic).
+        storage_url: object store URL; default from FMP_STORAGE_URL or ``.fmp/objects``.
+        db_path: DuckDB policy store file (read only here); default ``.fmp/fmp.duckdb``.
+
+    Returns:
+        A summary of the batch, or None when no unprocessed batch is waiting.
+    """
+    logger = get_run_logger()
+    settings = settings_for(storage_url, db_path)
+    store = store_for(settings)
+    registry = registry_for(settings.catalog)
+    if batch is None:
+        batch = next_batch(store, stream, policy)
+        if batch is None:
+            logger.info("stream %s: no unprocessed batch for policy %s", stream, policy)
+            return None
+    summary = process_batch(settings, store, registry, stream, batch, policy,
+                            prefect_round_runner(registry))
+    for error in summary.errors:
+        logger.warning(error)
+    logger.info("%s/%s policy %s v%d: %d items, %d failed", stream, batch, policy,
+                summary.policy_version, summary.items, summary.failed)
+    return summary

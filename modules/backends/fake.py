@@ -1,0 +1,28 @@
+"""A scripted backend for tests and docs: answers from a table, costs as declared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules.backends.base import Backend, Call
+
+
+class FakeBackend(Backend):
+    kind = "fake"
+
+    def setup(self) -> None:
+        self.calls: list[Call] = []
+
+    def infer(self, calls: list[Call]) -> list[Any]:
+        self.calls.extend(calls)
+        out = []
+        for call in calls:
+            key = "|".join((call.function, *call.args))
+            out.append(self.spec.answers.get(key, self.spec.default))
+        return out
+
+    def flops(self, call: Call) -> float:
+        return self.spec.flops_per_call
+
+    def params(self) -> int:
+        return self.spec.n_params

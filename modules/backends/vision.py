@@ -1,0 +1,322 @@
+"""Small torch vision models (segmentation detector, attribute classifier, monolithic VQA).
+
+Kind ``torch_vision``: the spec names an architecture in ``ARCHITECTURES``, its width and
+input size, and a state_dict file under ``modules/weights/``. Torch is imported here only;
+the registry imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modules.backends.base import Backend, Box, Call
+from modules.catalog import WEIGHTS_DIR, TorchVisionSpec
+
+SHAPES = ("circle", "square", "triangle")  # == benchmarks.scenes.SHAPES (class 1 + index)
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
+ANY_SHAPE = ("object", "shape")
+Q_BUCKETS = 64
+MIN_AREA_FRAC = 1.5 / 1024  # components smaller than this fraction of the input are noise
+
+
+def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    """3x3 conv + batch norm + ReLU, 'same' padding."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - 0.5) / 0.25
+
+
+class SegDet(nn.Module):
+    """Fully-convolutional segmenter: per-pixel logits over background + 3 shapes."""
+
+    functions: ClassVar[frozenset[str]] = frozenset({"find", "exists", "count"})
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        w = width
+        self.stem = conv(3, w)
+        self.down1, self.mid1 = conv(w, 2 * w, 2), conv(2 * w, 2 * w)
+        self.down2, self.ctx = conv(2 * w, 2 * w, 2), conv(2 * w, 2 * w, dilation=2)
+        self.fuse = conv(4 * w, w)
+        self.head = nn.Conv2d(2 * w, 1 + len(SHAPES), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(_normalise(x))
+        h = self.mid1(self.down1(s))
+        c = self.ctx(self.down2(h))
+        h = self.fuse(torch.cat([h, F.interpolate(c, size=h.shape[-2:], mode="nearest")], 1))
+        h = F.interpolate(h, size=s.shape[-2:], mode="nearest")
+        return self.head(torch.cat([s, h], 1))
+
+
+class AttrNet(nn.Module):
+    """Crop classifier with a colour head and a shape head."""
+
+    functions: ClassVar[frozenset[str]] = frozenset({"verify_property", "query"})
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(conv(3, w), conv(w, 2 * w, 2), conv(2 * w, 2 * w),
+                                  conv(2 * w, 4 * w, 2))
+        self.colour = nn.Linear(8 * w, len(COLOURS))
+        self.shape = nn.Linear(8 * w, len(SHAPES))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(_normalise(x))
+        f = torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+        return self.colour(f), self.shape(f)
+
+
+class MonoVQA(nn.Module):
+    """Monolithic image+question model: wide CNN, FiLM by a hashed bag of words, yes/no logit."""
+
+    functions: ClassVar[frozenset[str]] = frozenset({"query"})
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        w = width
+        self.stem, self.s1 = conv(5, w), conv(w, w, 2)  # +2 coordinate channels for relations
+        self.s2, self.s3 = conv(w, 2 * w), conv(2 * w, 2 * w, 2)
+        self.s4, self.s5, self.s6 = conv(2 * w, 2 * w), conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w)
+        self.film = nn.Linear(Q_BUCKETS, 2 * (2 * w + 4 * w))
+        self.out = nn.Sequential(nn.Linear(8 * w + Q_BUCKETS, 2 * w), nn.ReLU(), nn.Linear(2 * w, 1))
+        self.w = w
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        n, _, hgt, wid = x.shape
+        ys = torch.linspace(-1, 1, hgt, device=x.device).view(1, 1, hgt, 1).expand(n, 1, hgt, wid)
+        xs = torch.linspace(-1, 1, wid, device=x.device).view(1, 1, 1, wid).expand(n, 1, hgt, wid)
+        h = self.s3(self.s2(self.s1(self.stem(torch.cat([_normalise(x), xs, ys], 1)))))
+        g1, b1, g2, b2 = torch.split(self.film(q), [2 * self.w, 2 * self.w, 4 * self.w, 4 * self.w], 1)
+        h = self.s4(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None])
+        h = self.s6(self.s5(h) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
+        f = torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)
+        return self.out(f).squeeze(1)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA}
+
+
+def encode_question(question: str) -> torch.Tensor:
+    """Hashed bag of lower-cased words (``Q_BUCKETS`` counts), stable across processes."""
+    v = torch.zeros(Q_BUCKETS)
+    for tok in "".join(c if c.isalnum() else " " for c in question.lower()).split():
+        v[zlib.crc32(tok.encode()) % Q_BUCKETS] += 1.0
+    return v
+
+
+def to_batch(images: list[np.ndarray], size: int) -> torch.Tensor:
+    """Stack HxWx3 uint8 images as (N,3,size,size) floats in [0,1] (antialiased bilinear)."""
+    out = []
+    for img in images:
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(t)
+    return torch.cat(out, 0)
+
+
+def components(classes: np.ndarray, min_area: int) -> list[tuple[int, Box]]:
+    """4-connected components of each non-zero class: (class, (x0, y0, x1, y1)) in map pixels.
+
+    Min-label propagation with pointer jumping, vectorised in numpy (no scipy needed).
+    """
+    h, w = classes.shape
+    fg = classes > 0
+    if not fg.any():
+        return []
+    idx = np.arange(h * w).reshape(h, w)
+    big = h * w
+    lab = np.where(fg, idx, big)
+    same_r = fg[:, 1:] & (classes[:, 1:] == classes[:, :-1])
+    same_d = fg[1:, :] & (classes[1:, :] == classes[:-1, :])
+    while True:
+        new = lab.copy()
+        np.minimum(new[:, :-1], np.where(same_r, lab[:, 1:], big), out=new[:, :-1])
+        np.minimum(new[:, 1:], np.where(same_r, lab[:, :-1], big), out=new[:, 1:])
+        np.minimum(new[:-1, :], np.where(same_d, lab[1:, :], big), out=new[:-1, :])
+        np.minimum(new[1:, :], np.where(same_d, lab[:-1, :], big), out=new[1:, :])
+        flat = new.ravel()
+        flat[fg.ravel()] = flat[flat[fg.ravel()]]  # pointer jumping: follow label to its label
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    ys, xs = np.nonzero(fg)
+    roots, inv, counts = np.unique(lab[ys, xs], return_inverse=True, return_counts=True)
+    x0 = np.full(len(roots), w); y0 = np.full(len(roots), h)
+    x1 = np.zeros(len(roots), int); y1 = np.zeros(len(roots), int)
+    np.minimum.at(x0, inv, xs); np.minimum.at(y0, inv, ys)
+    np.maximum.at(x1, inv, xs + 1); np.maximum.at(y1, inv, ys + 1)
+    cls = classes.ravel()[roots]
+    return [(int(cls[i]), (int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])))
+            for i in np.argsort(roots, kind="stable") if counts[i] >= min_area]
+
+
+def _scale_box(box: Box, size: int, width: int, height: int) -> Box:
+    x0, y0, x1, y1 = box
+    sx, sy = width / size, height / size
+    return (int(np.floor(x0 * sx)), int(np.floor(y0 * sy)),
+            min(width, int(np.ceil(x1 * sx))), min(height, int(np.ceil(y1 * sy))))
+
+
+def _shape_filter(name: str) -> set[int]:
+    if name in ANY_SHAPE:
+        return {1, 2, 3}
+    if name in SHAPES:
+        return {1 + SHAPES.index(name)}
+    raise ValueError(f"find: unknown object name {name!r}; known: {list(SHAPES + ANY_SHAPE)}")
+
+
+def _empty(image: np.ndarray | None) -> bool:
+    return image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0
+
+
+_EMPTY_ANSWER: dict[str, Any] = {"exists": False, "count": 0, "verify_property": False}
+
+
+class TorchVisionBackend(Backend):
+    """Serves the functions of one architecture from a trained state_dict."""
+
+    kind = "torch_vision"
+    spec: TorchVisionSpec
+
+    def setup(self) -> None:
+        if getattr(self, "model", None) is not None:
+            return
+        try:
+            arch = ARCHITECTURES[self.spec.architecture]
+        except KeyError:
+            raise ValueError(f"backend {self.name!r}: unknown architecture {self.spec.architecture!r}; "
+                             f"valid: {sorted(ARCHITECTURES)}") from None
+        extra = sorted(set(self.spec.functions) - arch.functions)
+        if extra:
+            raise ValueError(f"backend {self.name!r}: architecture {self.spec.architecture!r} cannot "
+                             f"serve {extra}; it serves {sorted(arch.functions)}")
+        model = arch(width=self.spec.width)
+        path = WEIGHTS_DIR / self.spec.weights
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"backend {self.name!r}: weights {path} missing; "
+                                    "run `make weights` (python -m benchmarks.train)") from None
+        model.load_state_dict(state)  # copy_ converts float16 storage to float32
+        self.model = model.float().eval()
+        self._flops: dict[tuple[int, ...], float] = {}
+
+    def infer(self, calls: list[Call]) -> list[Any]:
+        out: list[Any] = [None] * len(calls)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, call in enumerate(calls):
+            if call.function not in self.spec.functions:
+                raise ValueError(f"backend {self.name!r} does not serve {call.function!r}; "
+                                 f"it serves {self.spec.functions}")
+            groups[call.function].append(i)
+        for function, idxs in groups.items():
+            answers = self._answer(function, [calls[i] for i in idxs])
+            for i, a in zip(idxs, answers):
+                out[i] = a
+        return out
+
+    def _answer(self, function: str, calls: list[Call]) -> list[Any]:
+        for c in calls:
+            self._check_args(c)
+        live = [i for i, c in enumerate(calls) if not _empty(c.image)]
+        answers: list[Any] = [self._empty_answer(c) for c in calls]
+        if live:
+            batch = to_batch([calls[i].image for i in live], self.spec.input_size)
+            with torch.inference_mode():
+                if isinstance(self.model, SegDet):
+                    results = self._detect(batch, [calls[i] for i in live])
+                elif isinstance(self.model, AttrNet):
+                    results = self._attributes(batch, [calls[i] for i in live])
+                else:
+                    q = torch.stack([encode_question(calls[i].args[0]) for i in live])
+                    results = ["yes" if v > 0 else "no" for v in self.model(batch, q).tolist()]
+            for i, r in zip(live, results):
+                answers[i] = r
+        return answers
+
+    def _check_args(self, call: Call) -> None:
+        f, args = call.function, call.args
+        if f in ("find", "exists", "count"):
+            _shape_filter(args[0] if args else "")
+        elif f == "verify_property":
+            if len(args) != 2 or args[1] not in COLOURS + SHAPES:
+                raise ValueError(f"verify_property: unknown property {args[1:]!r}; valid: "
+                                 f"{list(COLOURS + SHAPES)}")
+        elif f == "query" and isinstance(self.model, AttrNet):
+            if len(args) != 1 or _attr_kind(args[0]) is None:
+                raise ValueError(f"query: {self.name} answers 'what colour/shape' questions, "
+                                 f"got {args!r}")
+
+    def _empty_answer(self, call: Call) -> Any:
+        if call.function == "find":
+            return []
+        if call.function == "query":
+            return "no" if isinstance(self.model, MonoVQA) else "unknown"
+        return _EMPTY_ANSWER[call.function]
+
+    def _detect(self, batch: torch.Tensor, calls: list[Call]) -> list[Any]:
+        classes = self.model(batch).argmax(1).to(torch.int8).numpy()
+        size = self.spec.input_size
+        min_area = max(1, round(MIN_AREA_FRAC * size * size))
+        out: list[Any] = []
+        for cmap, call in zip(classes, calls):
+            keep = _shape_filter(call.args[0])
+            h, w = call.image.shape[:2]
+            boxes = [_scale_box(b, size, w, h) for c, b in components(cmap, min_area) if c in keep]
+            out.append({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function])
+        return out
+
+    def _attributes(self, batch: torch.Tensor, calls: list[Call]) -> list[Any]:
+        colour_logits, shape_logits = self.model(batch)
+        colours = [COLOURS[i] for i in colour_logits.argmax(1).tolist()]
+        shapes = [SHAPES[i] for i in shape_logits.argmax(1).tolist()]
+        out: list[Any] = []
+        for colour, shape, call in zip(colours, shapes, calls):
+            if call.function == "verify_property":
+                out.append((colour if call.args[1] in COLOURS else shape) == call.args[1])
+            else:
+                out.append(colour if _attr_kind(call.args[0]) == "colour" else shape)
+        return out
+
+    def flops(self, call: Call) -> float:
+        """FLOPs of one batch-1 forward at the model's input size (post-processing not counted)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        s = self.spec.input_size
+        key = (1, 3, s, s)
+        if key not in self._flops:
+            x = torch.zeros(key)
+            counter = FlopCounterMode(display=False)
+            with counter, torch.inference_mode():
+                if isinstance(self.model, MonoVQA):
+                    self.model(x, torch.zeros(1, Q_BUCKETS))
+                else:
+                    self.model(x)
+            self._flops[key] = float(counter.get_total_flops())
+        return self._flops[key]
+
+    def params(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+
+def _attr_kind(question: str) -> str | None:
+    q = question.lower()
+    if "colour" in q or "color" in q:
+        return "colour"
+    if "shape" in q:
+        return "shape"
+    return None

@@ -1,0 +1,47 @@
+"""Policy store: programs, backends, policy versions, the cost ledger, and learners.
+
+``PolicyStore`` (and SQLAlchemy with it) is imported lazily on first access.
+"""
+
+from __future__ import annotations
+
+from policy_store.answers import normalise_answer
+from policy_store.errors import (
+    AlreadyLearnedError,
+    AnswerError,
+    IngestError,
+    LearnerError,
+    PolicyStoreError,
+    QueryError,
+    RewardError,
+    StoreLockedError,
+    UnknownVersionError,
+)
+from policy_store.records import (
+    BackendCost,
+    CallSiteInfo,
+    IngestBatch,
+    IngestDecision,
+    IngestRow,
+    IngestSummary,
+    PolicyVersion,
+)
+
+_LAZY = {"PolicyStore", "program_id_of"}
+
+
+def __getattr__(name: str) -> object:
+    # The store pulls in SQLAlchemy; import it only when asked so workers that need
+    # just the learners stay light.
+    if name in _LAZY:
+        from policy_store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'policy_store' has no attribute {name!r}")
+
+__all__ = [
+    "AlreadyLearnedError", "AnswerError", "BackendCost", "CallSiteInfo", "IngestBatch",
+    "IngestDecision", "IngestError", "IngestRow", "IngestSummary", "LearnerError",
+    "PolicyStore", "PolicyStoreError", "PolicyVersion", "QueryError", "RewardError",
+    "StoreLockedError", "UnknownVersionError", "normalise_answer", "program_id_of",
+]

@@ -1,0 +1,50 @@
+"""Errors raised by the policy store, the answer/reward helpers and the learners.
+
+    PolicyStoreError
+    ├── StoreLockedError (TimeoutError)      another process holds the DuckDB file past lock_timeout_s
+    ├── UnknownVersionError (LookupError)    a (stream, policy, version) that was never saved
+    ├── AlreadyLearnedError (ValueError)     a batch's learner update was already saved
+    ├── IngestError (ValueError)             an ingest batch is malformed (duplicate item, bad status...)
+    ├── QueryError (ValueError)              a user's SQL failed
+    ├── AnswerError (TypeError)              an answer/label of a type that cannot be normalised
+    ├── RewardError (ValueError)             a label/answer_type/decision list that cannot be scored
+    └── LearnerError (ValueError)            unknown learner, arm, call site, or a bad learner blob
+"""
+
+from __future__ import annotations
+
+
+class PolicyStoreError(Exception):
+    """Root of the policy_store package's errors."""
+
+
+class StoreLockedError(PolicyStoreError, TimeoutError):
+    """Another process kept the database file locked for longer than ``lock_timeout_s``."""
+
+
+class UnknownVersionError(PolicyStoreError, LookupError):
+    """A policy version that does not exist was asked for."""
+
+
+class AlreadyLearnedError(PolicyStoreError, ValueError):
+    """A learner update for this (stream, policy, batch) was already saved."""
+
+
+class IngestError(PolicyStoreError, ValueError):
+    """An ingest batch is malformed; the message names the stream, batch and item."""
+
+
+class QueryError(PolicyStoreError, ValueError):
+    """A user's SQL statement failed."""
+
+
+class AnswerError(PolicyStoreError, TypeError):
+    """An answer or label has a type or value that cannot be normalised or scored."""
+
+
+class RewardError(PolicyStoreError, ValueError):
+    """A label, answer type or decision list cannot be turned into a loss or examples."""
+
+
+class LearnerError(PolicyStoreError, ValueError):
+    """A learner name, call site, arm, feature vector or serialised blob is invalid."""

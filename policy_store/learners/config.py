@@ -1,0 +1,43 @@
+"""LearnerConfig: the hyper-parameters every learner reads (unused fields are ignored)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LearnerConfig(BaseModel):
+    """Frozen learner settings; stored as JSON next to every policy version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lam: float = Field(
+        1.0, ge=0.0, description="Cost weight λ: reward = -λ·cost - loss/N per executed call site."
+    )
+    seed: int = Field(0, description="Seed for the numpy Generator the caller builds for choose().")
+    prior_mean: float = Field(
+        0.0,
+        description="Prior mean of the loss part of the reward (-loss/N) for every arm; "
+        "0.0 is optimistic, so cost decides until losses are observed.",
+    )
+    prior_var: float = Field(
+        1.0, gt=0.0, description="Prior variance of each regression weight (Thompson)."
+    )
+    noise_var: float = Field(
+        0.25, gt=0.0, description="Observation noise variance σ² of the reward (Thompson)."
+    )
+    n_propensity_samples: int = Field(
+        32, ge=1, description="Extra posterior draws used to estimate a choice's propensity."
+    )
+    explore: float = Field(
+        1.0, ge=0.0, description="Scale on posterior sampling; 0 gives the greedy posterior mean."
+    )
+    fn_weight: float = Field(
+        5.0, ge=0.0, description="Loss of a missed positive (label yes, answer not yes)."
+    )
+    fp_weight: float = Field(
+        1.0, ge=0.0, description="Loss of a false positive (label no, answer not no)."
+    )
+    pins: dict[str, str] = Field(
+        default_factory=dict,
+        description='Fixed learner: call_site -> backend, or "*" -> backend for all other sites.',
+    )

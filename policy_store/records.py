@@ -1,0 +1,94 @@
+"""Plain records the store takes and returns (the flows adapt storage records to these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class CallSiteInfo:
+    """One call site of a program: ``call_site`` id, generic function, source position."""
+
+    call_site: str
+    function: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class BackendCost:
+    """A backend's catalog cost profile; ``functions`` are the generic functions it serves."""
+
+    name: str
+    kind: str
+    functions: tuple[str, ...]
+    flops: float
+    params: float
+    wall_ms: float
+    price: float
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One saved learner state of (stream, policy); versions count from 1."""
+
+    stream: str
+    policy: str
+    version: int
+    learner: str
+    config_json: str
+    params: bytes
+    parent: int | None
+    created_at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
+class IngestDecision:
+    """One executed call site of one item; cost fields are totals over its ``calls`` runs."""
+
+    call_site: str
+    function: str
+    backend: str
+    propensity: float
+    calls: int
+    flops: float
+    params: float
+    wall_ms: float
+    price: float
+
+
+@dataclass(frozen=True)
+class IngestRow:
+    """One item's result: status "ok"/"failed", answer (None when failed), decisions made."""
+
+    item_id: str
+    status: str
+    answer: bool | str | None
+    error: str | None
+    decisions: list[IngestDecision] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngestBatch:
+    """A policy's results for one batch plus the batch's labels (item_id -> answer)."""
+
+    stream: str
+    policy: str
+    batch: str
+    policy_version: int
+    program_id: str
+    rows: list[IngestRow]
+    labels: dict[str, str | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What one ingest wrote; ``unknown_labels`` are label item_ids absent from the batch."""
+
+    items: int
+    failed: int
+    labelled: int
+    decisions: int
+    unknown_labels: list[str]

@@ -1,0 +1,198 @@
+"""PolicyStore: programs, backends, policy versions and the cost ledger in DuckDB.
+
+DuckDB locks the whole file per process, so the store never keeps a connection: every
+method opens one short transaction (NullPool) and retries with exponential backoff
+while another process holds the lock, up to ``lock_timeout_s``. Readers that must not
+wait can query a ``snapshot()`` copy instead. A SQLAlchemy URL (e.g. Postgres) works too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from policy_store import schema
+from policy_store.errors import IngestError, PolicyStoreError, QueryError, StoreLockedError
+from policy_store.ingest import build_rows
+from policy_store.records import BackendCost, CallSiteInfo, IngestBatch, IngestSummary
+from policy_store.versions import VersionsMixin, utcnow
+
+T = TypeVar("T")
+_LOCK_MARKERS = ("could not set lock", "conflicting lock")
+
+
+def program_id_of(source: str) -> str:
+    """First 16 hex digits of sha256(source)."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+class PolicyStore(VersionsMixin):
+    """The policy database. ``path``: a DuckDB file path, or any SQLAlchemy URL."""
+
+    def __init__(
+        self, path: Path | str, *, lock_timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
+        self.lock_timeout_s = lock_timeout_s
+        connect_args: dict[str, Any] = {}
+        if isinstance(path, str) and "://" in path:
+            self.path: Path | None = None
+            self.url = path
+        else:
+            self.path = Path(path).expanduser().absolute()
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.url = f"duckdb:///{self.path}"
+            connect_args = {"read_only": True} if read_only else {}
+        self.engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
+
+    def _run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one transaction, retrying while another process holds the file lock."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if not any(m in str(exc).lower() for m in _LOCK_MARKERS):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreLockedError(
+                        f"{self.path}: another process holds the DuckDB lock on this file "
+                        f"(waited {self.lock_timeout_s:g}s); wait for the feedback flow to "
+                        "finish, raise lock_timeout_s, or read a snapshot (PolicyStore.snapshot)."
+                        f" DuckDB said: {exc.orig}"
+                    ) from exc
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+
+    def init(self) -> None:
+        """Create tables and (re)create views; safe to call any number of times."""
+
+        def create(conn: Connection) -> None:
+            schema.metadata.create_all(conn, checkfirst=True)
+            for name in reversed(schema.VIEWS):
+                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+            for name, sql in schema.VIEWS.items():
+                conn.exec_driver_sql(f"CREATE VIEW {name} AS {sql}")
+
+        self._run(create)
+
+    def register_program(self, query_id: str, source: str, call_sites: list[CallSiteInfo]) -> str:
+        """Record a program and its call sites once; returns its program_id."""
+        program_id = program_id_of(source)
+        names = [c.call_site for c in call_sites]
+        if len(set(names)) != len(names):
+            raise IngestError(f"program {program_id} ({query_id}): duplicate call site ids {names}")
+
+        def register(conn: Connection) -> str:
+            t = schema.programs
+            if conn.execute(sa.select(t.c.program_id).where(t.c.program_id == program_id)).first():
+                return program_id
+            conn.execute(sa.insert(t), [{"program_id": program_id, "query_id": query_id,
+                                         "source": source, "created_at": utcnow()}])
+            if call_sites:
+                conn.execute(sa.insert(schema.call_sites), [
+                    {"program_id": program_id, "call_site": c.call_site, "function": c.function,
+                     "line": c.line, "col": c.col} for c in call_sites])
+            return program_id
+
+        return self._run(register)
+
+    def call_sites(self, program_id: str) -> list[CallSiteInfo]:
+        """A registered program's call sites, ordered by source position."""
+        t = schema.call_sites
+        stmt = sa.select(t).where(t.c.program_id == program_id).order_by(t.c.line, t.c.col)
+        rows = self._run(lambda conn: conn.execute(stmt).all())
+        return [CallSiteInfo(r.call_site, r.function, r.line, r.col) for r in rows]
+
+    def register_backends(self, costs: list[BackendCost]) -> None:
+        """Insert or replace backends' cost profiles."""
+        t = schema.backends
+        now = utcnow()
+        rows = [{"name": c.name, "kind": c.kind, "functions": ",".join(c.functions),
+                 "flops": float(c.flops), "params": float(c.params), "wall_ms": float(c.wall_ms),
+                 "price": float(c.price), "updated_at": now} for c in costs]
+
+        def upsert(conn: Connection) -> None:
+            conn.execute(sa.delete(t).where(t.c.name.in_([r["name"] for r in rows])))
+            conn.execute(sa.insert(t), rows)
+
+        if rows:
+            self._run(upsert)
+
+    def backends(self) -> list[BackendCost]:
+        """All registered backends by name."""
+        t = schema.backends
+        rows = self._run(lambda conn: conn.execute(sa.select(t).order_by(t.c.name)).all())
+        return [BackendCost(r.name, r.kind, tuple(f for f in r.functions.split(",") if f),
+                            r.flops, r.params, r.wall_ms, r.price) for r in rows]
+
+    def ingest_batch(self, batch: IngestBatch) -> IngestSummary:
+        """Replace (stream, policy, batch)'s results/decisions and (stream, batch)'s labels."""
+        built = build_rows(batch, utcnow())
+
+        def replace(conn: Connection) -> None:
+            for t in (schema.results, schema.decisions):
+                conn.execute(sa.delete(t).where(
+                    t.c.stream == batch.stream, t.c.policy == batch.policy,
+                    t.c.batch == batch.batch))
+            for t in (schema.labels, schema.label_errors):
+                conn.execute(sa.delete(t).where(t.c.stream == batch.stream,
+                                                t.c.batch == batch.batch))
+            for t, rows in ((schema.results, built.results), (schema.decisions, built.decisions),
+                            (schema.labels, built.labels), (schema.label_errors, built.label_errors)):
+                if rows:
+                    conn.execute(sa.insert(t), rows)
+
+        self._run(replace)
+        return built.summary
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+        """Run a user's SQL; returns (column names, rows). ``:name`` binds come from params."""
+
+        def run(conn: Connection) -> tuple[list[str], list[tuple]]:
+            result = conn.execute(sa.text(sql), params) if params else conn.exec_driver_sql(sql)
+            if not result.returns_rows:
+                return [], []
+            return list(result.keys()), [tuple(r) for r in result.all()]
+
+        try:
+            return self._run(run)
+        except DBAPIError as exc:
+            raise QueryError(f"query failed: {exc.orig}\nSQL: {sql[:500]}") from exc
+
+    def snapshot(self, dest: Path | str) -> Path:
+        """Copy the database to ``dest`` (checkpointed, under the lock) and return its path."""
+        if self.path is None:
+            raise PolicyStoreError(f"snapshot copies a DuckDB file; {self.url} is not one (use pg_dump)")
+        dest = Path(dest).expanduser().absolute()
+        if dest == self.path:
+            raise PolicyStoreError(f"snapshot destination {dest} is the database itself")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+
+        def copy(conn: Connection) -> None:
+            # CHECKPOINT folds the WAL into the file; holding the connection keeps writers out.
+            conn.exec_driver_sql("CHECKPOINT")
+            shutil.copyfile(self.path, tmp)
+
+        try:
+            self._run(copy)
+            # An old WAL next to dest would be replayed onto the new copy.
+            dest.with_name(dest.name + ".wal").unlink(missing_ok=True)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest

@@ -1,0 +1,134 @@
+"""Policy versions and learned-batch bookkeeping (mixed into PolicyStore)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from policy_store import schema
+from policy_store.errors import AlreadyLearnedError, UnknownVersionError
+from policy_store.records import PolicyVersion
+
+T = TypeVar("T")
+_V = schema.policy_versions
+_L = schema.learned_batches
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (the store's timestamp convention)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _version(row: Any) -> PolicyVersion:
+    return PolicyVersion(
+        stream=row.stream, policy=row.policy, version=row.version, learner=row.learner,
+        config_json=row.config_json, params=bytes(row.params), parent=row.parent,
+        created_at=row.created_at.replace(tzinfo=UTC), note=row.note,
+    )
+
+
+def _select(stream: str, policy: str) -> sa.Select:
+    return sa.select(_V).where(_V.c.stream == stream, _V.c.policy == policy)
+
+
+def _fetch(conn: Connection, stream: str, policy: str, version: int) -> PolicyVersion:
+    row = conn.execute(_select(stream, policy).where(_V.c.version == version)).first()
+    if row is None:
+        known = conn.execute(
+            sa.select(_V.c.version).where(_V.c.stream == stream, _V.c.policy == policy)
+            .order_by(_V.c.version)).scalars().all()
+        listed = ", ".join(f"v{v}" for v in known) or "none (run training or feedback first)"
+        raise UnknownVersionError(
+            f"stream {stream!r}, policy {policy!r} has no version {version}; known versions: {listed}"
+        )
+    return _version(row)
+
+
+def _learned_row(conn: Connection, stream: str, policy: str, batch: str) -> Any:
+    stmt = sa.select(_L).where(_L.c.stream == stream, _L.c.policy == policy, _L.c.batch == batch)
+    return conn.execute(stmt).first()
+
+
+class VersionsMixin:
+    """Methods over policy_versions and learned_batches; needs ``_run`` from PolicyStore."""
+
+    _run: Callable[[Callable[[Connection], Any]], Any]
+
+    def latest_version(self, stream: str, policy: str) -> PolicyVersion | None:
+        """The highest version of (stream, policy), or None when none was saved."""
+        stmt = _select(stream, policy).order_by(_V.c.version.desc()).limit(1)
+        row = self._run(lambda conn: conn.execute(stmt).first())
+        return None if row is None else _version(row)
+
+    def get_version(self, stream: str, policy: str, version: int) -> PolicyVersion:
+        """One version; UnknownVersionError listing the known versions otherwise."""
+        return self._run(lambda conn: _fetch(conn, stream, policy, version))
+
+    def list_versions(self, stream: str, policy: str) -> list[PolicyVersion]:
+        """All versions of (stream, policy), oldest first."""
+        stmt = _select(stream, policy).order_by(_V.c.version)
+        return [_version(r) for r in self._run(lambda conn: conn.execute(stmt).all())]
+
+    def save_version(
+        self, stream: str, policy: str, learner: str, config_json: str, params: bytes,
+        parent: int | None, note: str = "", learned_batch: str | None = None,
+    ) -> int:
+        """Save the next version; with ``learned_batch`` also mark that batch learned, atomically."""
+        return self._run(lambda conn: self._save(
+            conn, stream, policy, learner, config_json, params, parent, note, learned_batch))
+
+    def rollback(self, stream: str, policy: str, version: int) -> int:
+        """Save a new version carrying ``version``'s learner state; returns the new number."""
+
+        def roll(conn: Connection) -> int:
+            old = _fetch(conn, stream, policy, version)
+            return self._save(conn, stream, policy, old.learner, old.config_json, old.params,
+                              version, f"rollback to v{version}", None)
+
+        return self._run(roll)
+
+    def learned(self, stream: str, policy: str, batch: str) -> bool:
+        """Whether a learner update from this batch was already saved."""
+        return self._run(lambda conn: _learned_row(conn, stream, policy, batch)) is not None
+
+    def mark_learned(self, stream: str, policy: str, batch: str, version: int) -> None:
+        """Record that ``version`` learned from ``batch`` (no-op when already recorded)."""
+
+        def mark(conn: Connection) -> None:
+            if _learned_row(conn, stream, policy, batch) is None:
+                conn.execute(sa.insert(_L), [{"stream": stream, "policy": policy, "batch": batch,
+                                              "version": version, "learned_at": utcnow()}])
+
+        self._run(mark)
+
+    @staticmethod
+    def _save(
+        conn: Connection, stream: str, policy: str, learner: str, config_json: str,
+        params: bytes, parent: int | None, note: str, learned_batch: str | None,
+    ) -> int:
+        if parent is not None:
+            _fetch(conn, stream, policy, parent)
+        if learned_batch is not None:
+            row = _learned_row(conn, stream, policy, learned_batch)
+            if row is not None:
+                raise AlreadyLearnedError(
+                    f"stream {stream!r}, policy {policy!r}: batch {learned_batch!r} was already "
+                    f"learned by v{row.version}; skip it (check learned() before updating)"
+                )
+        top = conn.execute(sa.select(sa.func.max(_V.c.version)).where(
+            _V.c.stream == stream, _V.c.policy == policy)).scalar()
+        version = (top or 0) + 1
+        now = utcnow()
+        conn.execute(sa.insert(_V), [{
+            "stream": stream, "policy": policy, "version": version, "learner": learner,
+            "config_json": config_json, "params": params, "parent": parent,
+            "created_at": now, "note": note}])
+        if learned_batch is not None:
+            conn.execute(sa.insert(_L), [{"stream": stream, "policy": policy,
+                                          "batch": learned_batch, "version": version,
+                                          "learned_at": now}])
+        return version

@@ -1,0 +1,127 @@
+"""The records stored in the bucket (see the storage layout in the package docstring).
+
+All records are frozen and reject unknown fields, so a typo in a writer fails
+loudly at write time instead of silently on read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    Strict,
+    field_validator,
+    model_validator,
+)
+
+from storage.base import validate_key
+
+#: Stream, batch and policy ids: safe as one key segment.
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+#: Item ids: safe as a file name.
+ITEM_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN, description="item id, unique in its batch")]
+# Strict so a JSON 1 or "true" is not silently coerced into an answer of another type.
+Answer = Annotated[bool, Strict()] | Annotated[str, Strict()]
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ManifestItem(_Record):
+    """One input of a batch (a line of ``manifest.jsonl``)."""
+
+    item_id: ItemId
+    image: str = Field(description="image key relative to the batch folder, e.g. 'images/000017.png'")
+    meta: dict[str, Any] = Field(default_factory=dict, description="free-form generator metadata")
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_relative_key(cls, image: str) -> str:
+        return validate_key(image, what="image")  # StoreConfigError is a ValueError
+
+
+class StreamInfo(_Record):
+    """What a stream asks of every item (``stream.json``)."""
+
+    stream: Id = Field(description="stream id")
+    query_id: str = Field(min_length=1, description="benchmark query id")
+    question: str = Field(min_length=1, description="the yes/no (or short answer) question")
+    answer_type: Literal["bool", "str"] = Field(description="type of every answer in the stream")
+    program: str = Field(min_length=1, description="source of the program answering the question")
+    monolithic_program: str = Field(min_length=1, description="source of the one-call baseline program")
+
+
+class Label(_Record):
+    """The ground-truth answer for one item (a line of ``labels.jsonl``)."""
+
+    item_id: ItemId
+    answer: Answer = Field(description="true answer (bool or str, matching the stream's answer_type)")
+
+
+class DecisionRecord(_Record):
+    """One call site's backend choice for one item, with what it cost."""
+
+    call_site: str = Field(min_length=1, description="call site id in the program")
+    function: str = Field(min_length=1, description="generic function called, e.g. 'exists'")
+    backend: str = Field(min_length=1, description="backend chosen by the policy")
+    propensity: float = Field(gt=0, le=1, description="probability the policy chose this backend")
+    calls: int = Field(ge=1, description="how many times the call site ran for this item")
+    flops: NonNeg = Field(description="estimated FLOPs over all calls")
+    params: NonNeg = Field(description="backend parameter count")
+    wall_ms: NonNeg = Field(description="wall-clock milliseconds over all calls")
+    price: NonNeg = Field(description="normalised price over all calls")
+
+
+class ResultRow(_Record):
+    """The outcome of running a policy's program on one item (a line of ``results.jsonl``).
+
+    ``ok`` rows carry an answer and no error; ``failed`` rows carry an error and no answer.
+    """
+
+    item_id: ItemId
+    status: Literal["ok", "failed"]
+    answer: Answer | None = Field(description="program answer; None when failed")
+    error: str | None = Field(description="why the item failed; None when ok")
+    features: list[FiniteFloat] = Field(description="item features the policy saw")
+    decisions: list[DecisionRecord] = Field(description="one per call site that ran")
+
+    @model_validator(mode="after")
+    def _status_matches(self) -> ResultRow:
+        if self.status == "ok" and (self.answer is None or self.error is not None):
+            raise ValueError("status 'ok' needs an answer and error=None")
+        if self.status == "failed" and (self.answer is not None or not self.error):
+            raise ValueError("status 'failed' needs a non-empty error and answer=None")
+        return self
+
+
+class BatchResultsMarker(_Record):
+    """The ``_SUCCESS`` marker: written after ``results.jsonl``, it says the results are complete."""
+
+    stream: Id
+    batch: Id
+    policy: Id
+    policy_version: int = Field(ge=0, description="policy version that produced the results")
+    program_id: str = Field(min_length=1, description="id of the program that ran")
+    rows: int = Field(ge=0, description="number of lines in results.jsonl")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of results.jsonl bytes")
+    created_at: AwareDatetime = Field(description="when the results were written (timezone-aware)")
+
+
+__all__ = [
+    "BatchResultsMarker",
+    "DecisionRecord",
+    "Label",
+    "ManifestItem",
+    "ResultRow",
+    "StreamInfo",
+]
