@@ -3,7 +3,7 @@
     open_store(url) -> ObjectStore        LocalStore (folder / file://) or S3Store (s3://)
     storage.records                       the pydantic records kept in the store
     storage.layout                        where each record lives (key builders)
-    storage.batches                       typed verbs: write_batch, read_manifest, write_results, ...
+    storage.batches                       typed verbs: write_batch, read_manifest, write_results...
     storage.moto                          a local moto S3 server for tests and demos
 
 Heavy dependencies (boto3) are imported only when an S3 client is first needed.

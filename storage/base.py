@@ -6,6 +6,7 @@ validate keys first, so every store rejects the same bad keys the same way.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 
 from storage.errors import StoreConfigError
@@ -69,7 +70,7 @@ class ObjectStore(ABC):
         """The store's URL (``file:///...`` or ``s3://bucket/prefix``), used in messages."""
 
     def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` at ``key`` atomically: readers see the old object or the new one, never part.
+        """Write ``data`` at ``key`` atomically: readers see the old or the new object, never part.
 
         Args:
             key: object key.
@@ -123,7 +124,7 @@ class ObjectStore(ABC):
     def _exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def _list(self, prefix: str) -> list[str]: ...
+    def _list(self, prefix: str) -> builtins.list[str]: ...
 
     @abstractmethod
     def _delete(self, key: str) -> None: ...

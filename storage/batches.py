@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from storage import layout
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound, RecordError, StorageError
 from storage.jsonl import ParsedLines, dump_jsonl, parse_jsonl, parse_one
 from storage.records import BatchResultsMarker, Label, ManifestItem, ResultRow, StreamInfo
+
 
 def write_stream_info(store: ObjectStore, info: StreamInfo) -> str:
     """Publish a stream's description. Returns the key written."""
@@ -60,7 +61,7 @@ def write_batch(
     for number, image in enumerate(images, start=1):
         if first.setdefault(image, number) != number:
             raise RecordError(key, number, f"image {image!r} already used on line {first[image]}")
-    for image, (_, data) in zip(images, items):
+    for image, (_, data) in zip(images, items, strict=True):
         store.put(image, data)
     store.put(key, manifest)
     return key
@@ -147,7 +148,7 @@ def write_results(
         program_id=program_id,
         rows=len(rows),
         sha256=hashlib.sha256(data).hexdigest(),
-        created_at=created_at or datetime.now(timezone.utc),
+        created_at=created_at or datetime.now(UTC),
     )
     store.delete(marker_key)
     store.put(data_key, data)
@@ -174,18 +175,25 @@ def read_results(
         return None
     where = f"{store.url} {marker_key}"
     if (marker.stream, marker.policy, marker.batch) != (stream, policy, batch):
-        raise StorageError(f"{where} is for {marker.stream}/{marker.policy}/{marker.batch}; copied by hand?")
+        raise StorageError(
+            f"{where} is for {marker.stream}/{marker.policy}/{marker.batch}; copied by hand?"
+        )
     data_key = layout.results_key(stream, policy, batch)
     try:
         data = store.get(data_key)
     except ObjectNotFound as exc:
-        raise StorageError(f"torn write: {where} exists but {data_key} does not; rerun the batch") from exc
+        raise StorageError(
+            f"torn write: {where} exists but {data_key} does not; rerun the batch"
+        ) from exc
     if hashlib.sha256(data).hexdigest() != marker.sha256:
-        raise StorageError(f"torn write: sha256 of {data_key} differs from {where}; rerun the batch")
+        raise StorageError(
+            f"torn write: sha256 of {data_key} differs from {where}; rerun the batch"
+        )
     rows = parse_jsonl(data, data_key, ResultRow, unique="item_id").strict()
     if len(rows) != marker.rows:
         raise StorageError(
-            f"torn write: {data_key} has {len(rows)} rows, {where} says {marker.rows}; rerun the batch"
+            f"torn write: {data_key} has {len(rows)} rows, {where} says {marker.rows};"
+            " rerun the batch"
         )
     return marker, rows
 

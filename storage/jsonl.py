@@ -94,7 +94,9 @@ def dump_jsonl(records: Sequence[BaseModel], key: str, unique: str | None = None
         if unique is not None:
             value = getattr(record, unique)
             if value in seen:
-                raise RecordError(key, number, f"duplicate {unique} {value!r} (first on line {seen[value]})")
+                raise RecordError(
+                    key, number, f"duplicate {unique} {value!r} (first on line {seen[value]})"
+                )
             seen[value] = number
         lines.append(record.model_dump_json() + "\n")
     return "".join(lines).encode()

@@ -1,12 +1,12 @@
 """Key builders for the bucket layout (the only place that spells out key paths).
 
-    streams/<stream>/stream.json                              StreamInfo
-    streams/<stream>/batches/<batch>/images/<item_id>.png     image bytes (written first)
-    streams/<stream>/batches/<batch>/manifest.jsonl           ManifestItem lines (LAST = complete)
-    streams/<stream>/feedback/<batch>/labels.jsonl            Label lines
-    streams/<stream>/results/<policy>/<batch>/results.jsonl   ResultRow lines (data first)
-    streams/<stream>/results/<policy>/<batch>/_SUCCESS        BatchResultsMarker (LAST)
-    policies/...                                              reserved
+streams/<stream>/stream.json                              StreamInfo
+streams/<stream>/batches/<batch>/images/<item_id>.png     image bytes (written first)
+streams/<stream>/batches/<batch>/manifest.jsonl           ManifestItem lines (LAST = complete)
+streams/<stream>/feedback/<batch>/labels.jsonl            Label lines
+streams/<stream>/results/<policy>/<batch>/results.jsonl   ResultRow lines (data first)
+streams/<stream>/results/<policy>/<batch>/_SUCCESS        BatchResultsMarker (LAST)
+policies/...                                              reserved
 """
 
 from __future__ import annotations

@@ -45,6 +45,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise StorageError if something already listens on ``host:port``.
+
+    Without this, a second server's readiness probe would be answered by the first.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as the server uses it: TIME_WAIT leftovers are fine, a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot start moto on {host}:{port}: {exc}; pick another --port"
+            ) from exc
+
+
 def _command(host: str, port: int) -> list[str]:
     exe = Path(sys.executable).parent / "moto_server"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
@@ -60,12 +76,15 @@ class MotoServer:
         timeout_s: how long start() waits for the server to answer HTTP.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 20.0
+    ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # a file, not a pipe: nobody drains it while running
+        # A file, not a pipe: nobody drains a pipe while the server runs, and a full one blocks it.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as this object)
 
     @property
     def endpoint_url(self) -> str:
@@ -84,21 +103,28 @@ class MotoServer:
             self.
 
         Raises:
-            StorageError: it exited or did not answer within ``timeout_s`` (message has its stderr).
+            StorageError: the port is taken, or the server exited or did not answer within
+                ``timeout_s`` (the message has its stderr).
         """
         set_dummy_credentials()
+        check_port_free(self.host, self.port)
         self._proc = subprocess.Popen(
             _command(self.host, self.port), stdout=subprocess.DEVNULL, stderr=self._log
         )
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise StorageError(f"moto server exited with code {self._proc.returncode}: {self._stderr()}")
+                raise StorageError(
+                    f"moto server exited with code {self._proc.returncode}: {self._stderr()}"
+                )
             if self._answers():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise StorageError(f"moto server on {self.endpoint_url} did not answer in {self.timeout_s}s: {self._stderr()}")
+        raise StorageError(
+            f"moto server on {self.endpoint_url} did not answer in {self.timeout_s}s:"
+            f" {self._stderr()}"
+        )
 
     def _answers(self) -> bool:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
@@ -131,7 +157,10 @@ class MotoServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -143,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     args = parser.parse_args(argv)
     with MotoServer(port=args.port, host=args.host) as server:
-        print(f"moto S3 on {server.endpoint_url}; export FMP_S3_ENDPOINT_URL={server.endpoint_url}", flush=True)
+        print(
+            f"moto S3 on {server.endpoint_url}; export FMP_S3_ENDPOINT_URL={server.endpoint_url}",
+            flush=True,
+        )
         try:
             while server.running:
                 time.sleep(0.5)

@@ -41,7 +41,9 @@ class ManifestItem(_Record):
     """One input of a batch (a line of ``manifest.jsonl``)."""
 
     item_id: ItemId
-    image: str = Field(description="image key relative to the batch folder, e.g. 'images/000017.png'")
+    image: str = Field(
+        description="image key relative to the batch folder, e.g. 'images/000017.png'"
+    )
     meta: dict[str, Any] = Field(default_factory=dict, description="free-form generator metadata")
 
     @field_validator("image")
@@ -58,14 +60,18 @@ class StreamInfo(_Record):
     question: str = Field(min_length=1, description="the yes/no (or short answer) question")
     answer_type: Literal["bool", "str"] = Field(description="type of every answer in the stream")
     program: str = Field(min_length=1, description="source of the program answering the question")
-    monolithic_program: str = Field(min_length=1, description="source of the one-call baseline program")
+    monolithic_program: str = Field(
+        min_length=1, description="source of the one-call baseline program"
+    )
 
 
 class Label(_Record):
     """The ground-truth answer for one item (a line of ``labels.jsonl``)."""
 
     item_id: ItemId
-    answer: Answer = Field(description="true answer (bool or str, matching the stream's answer_type)")
+    answer: Answer = Field(
+        description="true answer (bool or str, matching the stream's answer_type)"
+    )
 
 
 class DecisionRecord(_Record):
@@ -105,7 +111,7 @@ class ResultRow(_Record):
 
 
 class BatchResultsMarker(_Record):
-    """The ``_SUCCESS`` marker: written after ``results.jsonl``, it says the results are complete."""
+    """The ``_SUCCESS`` marker: written after ``results.jsonl``, it says the results are whole."""
 
     stream: Id
     batch: Id

@@ -135,7 +135,8 @@ class S3Store(ObjectStore):
                 if _code(exc) in _MISSING_CODES:
                     raise ObjectNotFound(self.url, key) from exc
                 raise
-            return response["Body"].read()
+            body: bytes = response["Body"].read()
+            return body
 
     def _exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

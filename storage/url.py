@@ -42,12 +42,16 @@ def open_store(url: str) -> ObjectStore:
         return _open_file(url, parts.netloc, parts.path, parts.query)
     if parts.scheme == "s3":
         return _open_s3(url, parts.netloc, parts.path, parts.query)
-    raise StoreConfigError(f"unsupported store URL scheme {parts.scheme!r} in {url!r}; use {SUPPORTED}")
+    raise StoreConfigError(
+        f"unsupported store URL scheme {parts.scheme!r} in {url!r}; use {SUPPORTED}"
+    )
 
 
 def _open_file(url: str, netloc: str, path: str, query: str) -> LocalStore:
     if netloc not in ("", "localhost") or not path or query:
-        raise StoreConfigError(f"bad file URL {url!r}; use file:///absolute/folder (no host, no query)")
+        raise StoreConfigError(
+            f"bad file URL {url!r}; use file:///absolute/folder (no host, no query)"
+        )
     return LocalStore(Path(unquote(path)))
 
 
@@ -70,5 +74,7 @@ def _single(params: dict[str, list[str]], name: str, url: str) -> str | None:
     if values is None:
         return None
     if len(values) != 1 or not values[0]:
-        raise StoreConfigError(f"S3 URL parameter {name!r} must be given once, non-empty, in {url!r}")
+        raise StoreConfigError(
+            f"S3 URL parameter {name!r} must be given once, non-empty, in {url!r}"
+        )
     return values[0]

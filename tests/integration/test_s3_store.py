@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage import batches
+from storage import batches, moto
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound, StorageError, StoreConfigError
 from storage.local import LocalStore
@@ -22,7 +23,8 @@ from storage.url import open_store
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return LocalStore(tmp_path)
-    return request.getfixturevalue("s3_store")
+    s3: S3Store = request.getfixturevalue("s3_store")
+    return s3
 
 
 # --- contract: every ObjectStore behaves the same -------------------------------------------------
@@ -73,13 +75,18 @@ def test_batch_verbs_end_to_end(store: ObjectStore) -> None:
     item = ManifestItem(item_id="a", image="images/a.png")
     batches.write_batch(store, "s1", "b1", [(item, b"png")])
     batches.write_labels(store, "s1", "b1", [Label(item_id="a", answer="red")])
-    row = ResultRow(item_id="a", status="failed", answer=None, error="boom", features=[], decisions=[])
+    row = ResultRow(
+        item_id="a", status="failed", answer=None, error="boom", features=[], decisions=[]
+    )
     marker = batches.write_results(store, "s1", "p1", "b1", [row], policy_version=2, program_id="g")
     assert batches.read_manifest(store, "s1", "b1").strict() == [item]
     assert batches.read_image(store, "s1", "b1", item) == b"png"
     assert batches.read_labels(store, "s1", "b1").strict() == [Label(item_id="a", answer="red")]
     assert batches.read_results(store, "s1", "p1", "b1") == (marker, [row])
-    assert (batches.list_batches(store, "s1"), batches.list_results(store, "s1", "p1")) == (["b1"], ["b1"])
+    assert (batches.list_batches(store, "s1"), batches.list_results(store, "s1", "p1")) == (
+        ["b1"],
+        ["b1"],
+    )
 
 
 # --- S3 specifics ---------------------------------------------------------------------------------
@@ -107,13 +114,24 @@ def test_ensure_bucket_is_idempotent_and_missing_bucket_is_explained(s3_store: S
     s3_store.ensure_bucket()
     assert s3_store.get("k") == b"v"
     other = S3Store("fmp-never-created", endpoint_url=s3_store.endpoint_url)
-    with pytest.raises(StorageError, match=r"cannot write s3://fmp-never-created/k: .*NoSuchBucket.*ensure_bucket"):
+    with pytest.raises(
+        StorageError, match=r"cannot write s3://fmp-never-created/k: .*NoSuchBucket.*ensure_bucket"
+    ):
         other.put("k", b"v")
 
 
-def test_moto_server_failing_to_start_reports_its_stderr(s3_endpoint: str) -> None:
+def test_moto_server_refuses_a_taken_port(s3_endpoint: str) -> None:
     port = int(s3_endpoint.rsplit(":", 1)[1])
-    server = MotoServer(port=port)  # port already taken by the session's server
-    with pytest.raises(StorageError, match="moto server exited with code .*(in use|Errno)"):
+    server = MotoServer(port=port)  # the session's server holds it
+    with pytest.raises(
+        StorageError, match=f"cannot start moto on 127.0.0.1:{port}: .*pick another --port"
+    ):
         server.start()
     assert server.running is False
+
+
+def test_moto_server_that_exits_reports_its_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    crash = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
+    monkeypatch.setattr(moto, "_command", lambda host, port: crash)
+    with pytest.raises(StorageError, match="^moto server exited with code 3: boom$"):
+        MotoServer().start()

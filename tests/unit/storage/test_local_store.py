@@ -62,8 +62,12 @@ def test_a_folder_is_not_an_object(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_bad_keys_are_rejected_by_every_method(tmp_path: Path, key: str) -> None:
     store = LocalStore(tmp_path)
-    for call in (lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.exists(key),
-                 lambda: store.delete(key)):
+    for call in (
+        lambda: store.put(key, b"x"),
+        lambda: store.get(key),
+        lambda: store.exists(key),
+        lambda: store.delete(key),
+    ):
         with pytest.raises(StoreConfigError):
             call()
     assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,12 @@ def test_plain_path_and_file_url_open_a_local_store(tmp_path: Path) -> None:
 def test_s3_url_gives_bucket_prefix_and_default_endpoint() -> None:
     store = open_store("s3://my-bucket/a/b/")
     assert isinstance(store, S3Store)
-    assert (store.bucket, store.prefix, store.endpoint_url, store.region) == ("my-bucket", "a/b", None, "us-east-1")
+    assert (store.bucket, store.prefix, store.endpoint_url, store.region) == (
+        "my-bucket",
+        "a/b",
+        None,
+        "us-east-1",
+    )
     assert store.url == "s3://my-bucket/a/b"
 
 

@@ -1,16 +1,30 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from storage.records import BatchResultsMarker, DecisionRecord, Label, ManifestItem, ResultRow, StreamInfo
+from storage.records import (
+    BatchResultsMarker,
+    DecisionRecord,
+    Label,
+    ManifestItem,
+    ResultRow,
+    StreamInfo,
+)
 
 DECISION: dict[str, Any] = dict(
-    call_site="c0", function="exists", backend="tiny", propensity=0.5, calls=1,
-    flops=1e9, params=1e6, wall_ms=3.0, price=0.1,
+    call_site="c0",
+    function="exists",
+    backend="tiny",
+    propensity=0.5,
+    calls=1,
+    flops=1e9,
+    params=1e6,
+    wall_ms=3.0,
+    price=0.1,
 )
 
 
@@ -23,8 +37,14 @@ def row(**over: Any) -> dict[str, Any]:
 
 def marker(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = dict(
-        stream="s1", batch="b1", policy="p1", policy_version=0, program_id="prog",
-        rows=0, sha256="0" * 64, created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        stream="s1",
+        batch="b1",
+        policy="p1",
+        policy_version=0,
+        program_id="prog",
+        rows=0,
+        sha256="0" * 64,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     return base | over
 
@@ -53,10 +73,12 @@ def test_manifest_item_rejects_bad_fields(fields: dict[str, Any]) -> None:
 def test_records_are_frozen() -> None:
     label = Label(item_id="a", answer=True)
     with pytest.raises(ValidationError):
-        label.answer = False  # type: ignore[misc]
+        label.answer = False
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ('"red"', "red"), ('"true"', "true")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ('"red"', "red"), ('"true"', "true")]
+)
 def test_label_answer_keeps_json_type(raw: str, expected: bool | str) -> None:
     label = Label.model_validate_json(f'{{"item_id": "a", "answer": {raw}}}')
     assert label.answer == expected and type(label.answer) is type(expected)
@@ -69,15 +91,23 @@ def test_label_answer_rejects_other_types(raw: str) -> None:
 
 
 def test_stream_info_answer_type_is_bool_or_str() -> None:
-    fields = dict(stream="s1", query_id="q", question="any red cube?", program="p", monolithic_program="m")
+    fields = dict(
+        stream="s1", query_id="q", question="any red cube?", program="p", monolithic_program="m"
+    )
     assert StreamInfo(answer_type="bool", **fields).answer_type == "bool"
     with pytest.raises(ValidationError):
-        StreamInfo(answer_type="int", **fields)
+        StreamInfo(answer_type="int", **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "over",
-    [{"propensity": 0.0}, {"propensity": 1.01}, {"calls": 0}, {"flops": -1.0}, {"price": float("inf")}],
+    [
+        {"propensity": 0.0},
+        {"propensity": 1.01},
+        {"calls": 0},
+        {"flops": -1.0},
+        {"price": float("inf")},
+    ],
 )
 def test_decision_record_bounds(over: dict[str, Any]) -> None:
     assert DecisionRecord(**DECISION).propensity == 0.5
