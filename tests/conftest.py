@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports Prefect: no analytics, no tracking, room for a slow first start.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
 import uuid
 from collections.abc import Iterator
 from typing import Any

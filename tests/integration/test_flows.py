@@ -1,0 +1,125 @@
+"""stream_batch and ingest_feedback under a real (ephemeral) Prefect server, local and S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.scenes import encode_png
+from storage import batches
+from storage.base import ObjectStore
+from storage.layout import manifest_key
+from storage.records import Label, ManifestItem, StreamInfo
+from storage.url import open_store
+
+pytestmark = pytest.mark.integration
+
+CATALOG = Path(__file__).parent / "fake_catalog.yaml"
+PROGRAM = '''def execute_command(image):
+    if not exists(image, "circle"):
+        return False
+    return verify_property(image, "circle", "red")
+'''
+MONO = 'def execute_command(image):\n    return query(image, "Is there a red circle?") == "yes"\n'
+
+
+def _publish(store: ObjectStore, stream: str, batch: str, n: int = 6) -> None:
+    batches.write_stream_info(store, StreamInfo(
+        stream=stream, query_id="red_circle", question="Is there a red circle?", answer_type="bool",
+        program=PROGRAM, monolithic_program=MONO))
+    rng = np.random.default_rng(0)
+    items = [(ManifestItem(item_id=f"i{k}", image=f"images/i{k}.png"),
+              encode_png(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))) for k in range(n)]
+    items.append((ManifestItem(item_id="corrupt", image="images/corrupt.png"), b"\x89PNG broken"))
+    batches.write_batch(store, stream, batch, items)
+    # a manifest line that fails validation, appended after the good ones
+    key = manifest_key(stream, batch)
+    store.put(key, store.get(key) + b'{"item_id": "bad id!", "image": "images/x.png"}\n')
+    labels = [Label(item_id=f"i{k}", answer=k % 2 == 0) for k in range(n)]
+    batches.write_labels(store, stream, batch, [*labels, Label(item_id="ghost", answer=True)])
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("FMP_CATALOG", str(CATALOG))
+    monkeypatch.setenv("FMP_HOME", str(tmp_path / "home"))
+    return {"storage_url": str(tmp_path / "objects"), "db_path": str(tmp_path / "fmp.duckdb")}
+
+
+def _ledger_counts(db_path: str) -> tuple[int, int, int]:
+    from policy_store.store import PolicyStore
+
+    _, rows = PolicyStore(db_path).query(
+        "SELECT (SELECT COUNT(*) FROM cost_ledger), (SELECT COUNT(*) FROM results), "
+        "(SELECT COUNT(*) FROM policy_versions)")
+    return rows[0]
+
+
+def _run(env: dict[str, str], policy: str = "learned"):
+    from flows.ingest_feedback import ingest_feedback
+    from flows.stream_batch import stream_batch
+
+    summary = stream_batch(stream="s1", batch=None, policy=policy, **env)
+    feedback = ingest_feedback(stream="s1", batch=None, policy=policy, **env)
+    return summary, feedback
+
+
+def test_batch_then_feedback_writes_results_ledger_and_a_new_version(prefect_harness, env) -> None:
+    _publish(open_store(env["storage_url"]), "s1", "b0001")
+    summary, feedback = _run(env)
+    assert (summary.batch, summary.items, summary.failed, summary.policy_version) == ("b0001", 8, 2, 0)
+    assert any("item corrupt" in e and "s1/b0001" in e for e in summary.errors)
+    assert any("line 8" in e for e in summary.errors)
+    (fb,) = feedback
+    assert (fb.items, fb.labelled, fb.new_version) == (8, 6, 1)
+    assert any("unknown item 'ghost'" in e for e in fb.errors)
+    # six good items × two executed call sites; failed items have no decisions
+    assert _ledger_counts(env["db_path"]) == (12, 8, 1)
+
+
+def test_rerunning_a_batch_and_its_feedback_never_duplicates_ledger_rows(prefect_harness, env) -> None:
+    from flows.ingest_feedback import ingest_feedback
+    from flows.stream_batch import stream_batch
+
+    _publish(open_store(env["storage_url"]), "s1", "b0001")
+    _run(env)
+    before = _ledger_counts(env["db_path"])
+    stream_batch(stream="s1", batch="b0001", policy="learned", **env)
+    (again,) = ingest_feedback(stream="s1", batch="b0001", policy="learned", **env)
+    assert again.new_version is None  # already learned from this batch
+    assert _ledger_counts(env["db_path"]) == before
+    assert stream_batch(stream="s1", batch=None, policy="learned", **env) is None
+
+
+def test_monolithic_policy_runs_its_one_call_program(prefect_harness, env) -> None:
+    _publish(open_store(env["storage_url"]), "s1", "b0001")
+    _run(env, policy="monolithic")
+    from policy_store.store import PolicyStore
+
+    _, rows = PolicyStore(env["db_path"]).query(
+        "SELECT backend, COUNT(*), SUM(flops) FROM cost_ledger WHERE policy = 'monolithic' GROUP BY 1")
+    assert rows == [("mono", 6, 300000.0)]
+
+
+def test_task_runs_are_named_by_call_site_and_backend(prefect_harness, env) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    _publish(open_store(env["storage_url"]), "s1", "b0001")
+    _run(env, policy="largest")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=["stream_batch/s1/next"])))
+        names = {t.name for r in runs for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [r.id]}))}
+    assert {"exists@2:11[det-big]", "verify_property@4:11[attr-big]"} <= names
+
+
+def test_the_same_flows_run_against_s3(prefect_harness, env, s3_store) -> None:
+    env = {**env, "storage_url": s3_store.url}
+    _publish(s3_store, "s1", "b0001")
+    summary, (fb,) = _run(env)
+    assert (summary.items, summary.failed, fb.labelled, fb.new_version) == (8, 2, 6, 1)
+    assert batches.list_results(s3_store, "s1", "learned") == ["b0001"]
