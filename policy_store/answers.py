@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from policy_store.errors import AnswerError
 
 #: Characters stripped from the end of a free-text answer ("Yes." == "yes").
@@ -10,7 +12,7 @@ _TRAILING = ".,;:!?\"' \t\n"
 _SYNONYMS = {"true": "yes", "false": "no"}
 
 
-def normalise_answer(value: bool | str | None) -> str | None:
+def normalise_answer(value: bool | np.bool_ | str | None) -> str | None:
     """Return the canonical text form of an answer or label.
 
     ``True``/``False`` become ``"yes"``/``"no"``; strings are lower-cased, stripped,
@@ -19,7 +21,7 @@ def normalise_answer(value: bool | str | None) -> str | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):  # backends may return numpy booleans
         return "yes" if value else "no"
     if isinstance(value, str):
         text = value.strip().lower().rstrip(_TRAILING).strip()

@@ -1,14 +1,14 @@
 """Errors raised by the policy store, the answer/reward helpers and the learners.
 
     PolicyStoreError
-    ├── StoreLockedError (TimeoutError)      another process holds the DuckDB file past lock_timeout_s
-    ├── UnknownVersionError (LookupError)    a (stream, policy, version) that was never saved
-    ├── AlreadyLearnedError (ValueError)     a batch's learner update was already saved
-    ├── IngestError (ValueError)             an ingest batch is malformed (duplicate item, bad status...)
-    ├── QueryError (ValueError)              a user's SQL failed
-    ├── AnswerError (TypeError)              an answer/label of a type that cannot be normalised
-    ├── RewardError (ValueError)             a label/answer_type/decision list that cannot be scored
-    └── LearnerError (ValueError)            unknown learner, arm, call site, or a bad learner blob
+    ├── StoreLockedError (TimeoutError)    another process held the DuckDB file too long
+    ├── UnknownVersionError (LookupError)  a (stream, policy, version) never saved
+    ├── AlreadyLearnedError (ValueError)   a batch's learner update was already saved
+    ├── IngestError (ValueError)           a malformed ingest batch (duplicate item, ...)
+    ├── QueryError (ValueError)            a user's SQL failed
+    ├── AnswerError (TypeError)            an answer/label that cannot be normalised
+    ├── RewardError (ValueError)           a label/answer_type/decision list not scorable
+    └── LearnerError (ValueError)          unknown learner/arm/call site, bad blob
 """
 
 from __future__ import annotations

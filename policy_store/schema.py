@@ -135,7 +135,8 @@ learned_batches = Table(
     Column("learned_at", DateTime, nullable=False),
 )
 
-# 1.0 when correct, 0.0 when wrong, NULL when unlabelled; portable (no bool->double cast).
+# TRUE when the answer matches the label, FALSE when it does not (a failed item, answer
+# NULL, is wrong), NULL when the item is unlabelled.
 _CORRECT = (
     "CASE WHEN l.answer IS NULL THEN NULL "
     "WHEN r.answer IS NOT NULL AND r.answer = l.answer THEN TRUE ELSE FALSE END"

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from policy_store import schema
+from policy_store.bulk import bulk_insert
 from policy_store.errors import IngestError, PolicyStoreError, QueryError, StoreLockedError
 from policy_store.ingest import build_rows
 from policy_store.records import BackendCost, CallSiteInfo, IngestBatch, IngestSummary
@@ -151,15 +152,17 @@ class PolicyStore(VersionsMixin):
             for t in (schema.labels, schema.label_errors):
                 conn.execute(sa.delete(t).where(t.c.stream == batch.stream,
                                                 t.c.batch == batch.batch))
-            for t, rows in ((schema.results, built.results), (schema.decisions, built.decisions),
-                            (schema.labels, built.labels), (schema.label_errors, built.label_errors)):
-                if rows:
-                    conn.execute(sa.insert(t), rows)
+            bulk_insert(conn, schema.results, built.results)
+            bulk_insert(conn, schema.decisions, built.decisions)
+            bulk_insert(conn, schema.labels, built.labels)
+            bulk_insert(conn, schema.label_errors, built.label_errors)
 
         self._run(replace)
         return built.summary
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple]]:
         """Run a user's SQL; returns (column names, rows). ``:name`` binds come from params."""
 
         def run(conn: Connection) -> tuple[list[str], list[tuple]]:
@@ -176,7 +179,9 @@ class PolicyStore(VersionsMixin):
     def snapshot(self, dest: Path | str) -> Path:
         """Copy the database to ``dest`` (checkpointed, under the lock) and return its path."""
         if self.path is None:
-            raise PolicyStoreError(f"snapshot copies a DuckDB file; {self.url} is not one (use pg_dump)")
+            raise PolicyStoreError(
+                f"snapshot copies a DuckDB file; {self.url} is not one (use pg_dump)"
+            )
         dest = Path(dest).expanduser().absolute()
         if dest == self.path:
             raise PolicyStoreError(f"snapshot destination {dest} is the database itself")

@@ -43,7 +43,8 @@ def _fetch(conn: Connection, stream: str, policy: str, version: int) -> PolicyVe
             .order_by(_V.c.version)).scalars().all()
         listed = ", ".join(f"v{v}" for v in known) or "none (run training or feedback first)"
         raise UnknownVersionError(
-            f"stream {stream!r}, policy {policy!r} has no version {version}; known versions: {listed}"
+            f"stream {stream!r}, policy {policy!r} has no version {version}; "
+            f"known versions: {listed}"
         )
     return _version(row)
 
@@ -77,7 +78,7 @@ class VersionsMixin:
         self, stream: str, policy: str, learner: str, config_json: str, params: bytes,
         parent: int | None, note: str = "", learned_batch: str | None = None,
     ) -> int:
-        """Save the next version; with ``learned_batch`` also mark that batch learned, atomically."""
+        """Save the next version; with ``learned_batch``, mark that batch learned atomically."""
         return self._run(lambda conn: self._save(
             conn, stream, policy, learner, config_json, params, parent, note, learned_batch))
 

@@ -30,7 +30,10 @@ def learner_class(name: str) -> type[Learner]:
 def make_learner(
     name: str, config: LearnerConfig, arms: dict[str, list[str]], costs: dict[str, float]
 ) -> Learner:
-    """A fresh learner. ``arms``: call_site -> candidates, cheapest first; ``costs``: backend -> cost."""
+    """A fresh learner.
+
+    ``arms``: call_site -> candidate backends, cheapest first; ``costs``: backend -> cost.
+    """
     return learner_class(name)(config, arms, costs)
 
 

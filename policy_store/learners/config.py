@@ -11,7 +11,9 @@ class LearnerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     lam: float = Field(
-        1.0, ge=0.0, description="Cost weight λ: reward = -λ·cost - loss/N per executed call site."
+        1.0,
+        ge=0.0,
+        description="Cost weight λ: reward = -λ·cost - loss/N per executed call site.",
     )
     seed: int = Field(0, description="Seed for the numpy Generator the caller builds for choose().")
     prior_mean: float = Field(

@@ -40,6 +40,7 @@ class ThompsonLearner(Learner):
         self._stats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # arm -> (A, b)
         self._post: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # arm -> (μ, Σ)
         self._prior: tuple[np.ndarray, np.ndarray] | None = None
+        self._sites: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # choose() cache
 
     def choose(self, call_site: str, features: np.ndarray, rng: np.random.Generator) -> Choice:
         """Sample a posterior score per candidate; propensity from extra draws."""
@@ -47,19 +48,29 @@ class ThompsonLearner(Learner):
         x = self._context(features, f"choose({call_site!r})")
         if len(backends) == 1:
             return Choice(backends[0], 1.0)
-        means = np.empty(len(backends))
-        sds = np.empty(len(backends))
-        for k, backend in enumerate(backends):
-            mu, cov = self._post.get((call_site, backend)) or self._prior_post()
-            means[k] = x @ mu - self.config.lam * self.costs[backend]
-            sds[k] = np.sqrt(max(float(x @ cov @ x), 0.0))
+        means, covs, costs = self._site(call_site)
+        centre = means @ x - self.config.lam * costs
+        spread = self.config.explore * np.sqrt(np.maximum((covs @ x) @ x, 0.0))
         n = self.config.n_propensity_samples
         # Row 0 is the choice, rows 1..n the propensity draws, from the same rng stream.
-        z = rng.standard_normal((1 + n, len(backends)))
-        picks = np.argmax(means + self.config.explore * sds * z, axis=1)
+        picks = np.argmax(centre + spread * rng.standard_normal((1 + n, len(backends))), axis=1)
         chosen = int(picks[0])
-        propensity = max(float(np.mean(picks[1:] == chosen)), 1.0 / n)
+        propensity = max(np.count_nonzero(picks[1:] == chosen) / n, 1.0 / n)
         return Choice(backends[chosen], min(propensity, 1.0))
+
+    def _site(self, call_site: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stacked (means k×d, covariances k×d×d, costs k) of a site's candidates, cached."""
+        cached = self._sites.get(call_site)
+        if cached is None:
+            prior = self._prior_post()
+            posts = [self._post.get((call_site, b), prior) for b in self.arms[call_site]]
+            cached = (
+                np.stack([mu for mu, _ in posts]),
+                np.stack([cov for _, cov in posts]),
+                np.array([self.costs[b] for b in self.arms[call_site]], dtype=np.float64),
+            )
+            self._sites[call_site] = cached
+        return cached
 
     def update(self, examples: list[Example]) -> None:
         """Add examples to their arms' sufficient statistics, then refresh the posteriors."""
@@ -68,7 +79,8 @@ class ThompsonLearner(Learner):
             if ex.backend not in self.candidates(ex.call_site):
                 raise LearnerError(
                     f"thompson update: backend {ex.backend!r} is not a candidate of call site "
-                    f"{ex.call_site!r} ({self.arms[ex.call_site]}); drop examples of removed backends"
+                    f"{ex.call_site!r} ({self.arms[ex.call_site]}); "
+                    "drop examples of removed backends"
                 )
             if not np.isfinite(ex.reward):
                 raise LearnerError(f"thompson update: non-finite reward at {ex.call_site!r}")
@@ -111,7 +123,9 @@ class ThompsonLearner(Learner):
                 for i, (site, backend) in enumerate(meta["arms"]):
                     learner._stats[(site, backend)] = (npz[f"A{i}"], npz[f"b{i}"])
         except (ValueError, KeyError, OSError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise LearnerError(f"thompson: cannot read learner blob ({len(blob)} bytes): {exc}") from exc
+            raise LearnerError(
+                f"thompson: cannot read learner blob ({len(blob)} bytes): {exc}"
+            ) from exc
         for arm in learner._stats:
             learner._refresh(arm)
         return learner
@@ -119,7 +133,7 @@ class ThompsonLearner(Learner):
     def _context(self, features: np.ndarray, where: str) -> np.ndarray:
         """Validate features and append the bias term; fixes the dimension on first use."""
         x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 1 or not np.all(np.isfinite(x)):
+        if x.ndim != 1 or not np.isfinite(x).all():
             raise LearnerError(f"thompson {where}: features must be a finite 1-D vector, got {x!r}")
         if self._dim is None:
             self._dim = int(x.shape[0])
@@ -128,7 +142,10 @@ class ThompsonLearner(Learner):
                 f"thompson {where}: features have length {x.shape[0]} but this learner was "
                 f"trained on length {self._dim}; start a new policy when features change"
             )
-        return np.append(x, 1.0)
+        out = np.empty(x.shape[0] + 1)
+        out[:-1] = x
+        out[-1] = 1.0
+        return out
 
     def _prior_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Prior precision and precision-weighted mean (only the bias has a non-zero mean)."""
@@ -152,3 +169,4 @@ class ThompsonLearner(Learner):
             raise LearnerError(f"thompson: posterior precision of arm {arm} is not SPD") from exc
         cov = l_inv.T @ l_inv
         self._post[arm] = (cov @ b, cov)
+        self._sites.pop(arm[0], None)

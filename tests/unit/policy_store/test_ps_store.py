@@ -1,0 +1,181 @@
+"""PolicyStore: schema, programs, backends, versions, ingest and ledger views."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from policy_store import (
+    AlreadyLearnedError,
+    BackendCost,
+    CallSiteInfo,
+    IngestBatch,
+    IngestDecision,
+    IngestError,
+    IngestRow,
+    PolicyStore,
+    QueryError,
+    UnknownVersionError,
+)
+
+TABLES = {"programs", "call_sites", "backends", "policy_versions", "results", "decisions",
+          "labels", "label_errors", "learned_batches"}
+VIEWS = {"cost_ledger", "ledger_by_batch", "ledger_by_backend"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PolicyStore:
+    s = PolicyStore(tmp_path / "db" / "policy.duckdb", lock_timeout_s=5.0)
+    s.init()
+    return s
+
+
+def _decision(site: str, backend: str, flops: float, calls: int = 1) -> IngestDecision:
+    return IngestDecision(site, "exists", backend, 0.5, calls, flops, 10.0, 2.0, 0.01)
+
+
+def _batch(batch: str = "b1", rows: list[IngestRow] | None = None) -> IngestBatch:
+    rows = rows if rows is not None else [
+        IngestRow("a", "ok", True, None, [_decision("c1", "small", 100.0),
+                                          _decision("c2", "large", 1000.0, calls=2)]),
+        IngestRow("b", "ok", "No.", None, [_decision("c1", "small", 100.0)]),
+        IngestRow("c", "ok", True, None, [_decision("c1", "large", 500.0)]),
+        IngestRow("d", "failed", None, "timeout", []),  # failed before any call
+    ]
+    labels: dict[str, str | bool] = {"a": "yes", "b": True, "d": False, "zz": True, "aa": "no"}
+    return IngestBatch("s1", "thompson", batch, 1, "prog", rows, labels)
+
+
+def _count(store: PolicyStore, table: str) -> int:
+    return store.query(f"SELECT COUNT(*) FROM {table}")[1][0][0]
+
+
+def test_init_is_idempotent_and_creates_everything(store: PolicyStore) -> None:
+    store.init()
+    names = {r[0] for r in store.query("SELECT table_name FROM information_schema.tables")[1]}
+    assert TABLES | VIEWS <= names
+
+
+def test_cost_columns_are_double(store: PolicyStore) -> None:
+    _, rows = store.query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE column_name IN ('flops', 'params', 'wall_ms', 'price', 'propensity') "
+        "AND table_name IN ('backends', 'decisions')")
+    assert len(rows) == 9
+    assert {r[2] for r in rows} == {"DOUBLE"}
+
+
+def test_register_program_is_idempotent(store: PolicyStore) -> None:
+    src = "a = exists(image, 'cat')\n"
+    sites = [CallSiteInfo("c2", "verify_property", 3, 1), CallSiteInfo("c1", "exists", 1, 4)]
+    pid = store.register_program("q1", src, sites)
+    assert pid == hashlib.sha256(src.encode()).hexdigest()[:16]
+    assert store.register_program("q1", src, sites) == pid
+    assert _count(store, "programs") == 1
+    assert [c.call_site for c in store.call_sites(pid)] == ["c1", "c2"]
+
+
+def test_register_backends_upserts(store: PolicyStore) -> None:
+    store.register_backends([BackendCost("small", "fake", ("exists", "count"), 1e9, 1e6, 2.0, 0.0),
+                             BackendCost("large", "fake", ("exists",), 1e11, 1e8, 20.0, 0.5)])
+    store.register_backends([BackendCost("small", "fake", ("exists",), 2e9, 1e6, 3.0, 0.0)])
+    got = {b.name: b for b in store.backends()}
+    assert sorted(got) == ["large", "small"]
+    assert got["small"] == BackendCost("small", "fake", ("exists",), 2e9, 1e6, 3.0, 0.0)
+
+
+def test_versions_and_rollback(store: PolicyStore) -> None:
+    assert store.latest_version("s1", "p") is None
+    assert store.save_version("s1", "p", "thompson", "{}", b"v1", None, "train") == 1
+    assert store.save_version("s1", "p", "thompson", "{}", b"v2", 1) == 2
+    assert store.rollback("s1", "p", 1) == 3
+    v3 = store.latest_version("s1", "p")
+    assert v3 is not None
+    assert (v3.version, v3.params, v3.parent, v3.note) == (3, b"v1", 1, "rollback to v1")
+    assert [v.version for v in store.list_versions("s1", "p")] == [1, 2, 3]
+    assert store.get_version("s1", "p", 2).params == b"v2"
+    with pytest.raises(UnknownVersionError, match="known versions: v1, v2, v3"):
+        store.get_version("s1", "p", 7)
+    with pytest.raises(UnknownVersionError, match="no version 9"):
+        store.save_version("s1", "p", "thompson", "{}", b"", 9)
+
+
+def test_learned_batches_are_saved_with_the_version(store: PolicyStore) -> None:
+    assert not store.learned("s1", "p", "b1")
+    store.save_version("s1", "p", "thompson", "{}", b"x", None, learned_batch="b1")
+    assert store.learned("s1", "p", "b1")
+    with pytest.raises(AlreadyLearnedError, match="already learned by v1"):
+        store.save_version("s1", "p", "thompson", "{}", b"y", 1, learned_batch="b1")
+    assert [v.version for v in store.list_versions("s1", "p")] == [1]  # rolled back whole
+    store.mark_learned("s1", "p", "b2", 1)
+    store.mark_learned("s1", "p", "b2", 1)
+    assert _count(store, "learned_batches") == 2
+
+
+def test_ingest_twice_does_not_duplicate(store: PolicyStore) -> None:
+    first = store.ingest_batch(_batch())
+    second = store.ingest_batch(_batch())
+    assert first == second
+    assert (first.items, first.failed, first.labelled, first.decisions) == (4, 1, 3, 4)
+    assert first.unknown_labels == ["aa", "zz"]
+    counts = {t: _count(store, t) for t in ("results", "decisions", "labels", "label_errors")}
+    assert counts == {"results": 4, "decisions": 4, "labels": 3, "label_errors": 2}
+    _, errs = store.query("SELECT item_id, reason FROM label_errors ORDER BY item_id")
+    assert [e[0] for e in errs] == ["aa", "zz"]
+    assert "no result for it in batch 'b1'" in errs[1][1]
+    # A smaller re-ingest replaces the batch rather than merging with it.
+    store.ingest_batch(_batch(rows=[IngestRow("a", "ok", True, None, [])]))
+    assert (_count(store, "results"), _count(store, "decisions")) == (1, 0)
+
+
+def test_cost_ledger_rows_and_correctness(store: PolicyStore) -> None:
+    store.ingest_batch(_batch())
+    cols, rows = store.query(
+        "SELECT * FROM cost_ledger ORDER BY item_id, call_site")
+    assert cols == ["stream", "policy", "batch", "item_id", "call_site", "function", "backend",
+                    "calls", "flops", "params", "wall_ms", "price", "propensity",
+                    "policy_version", "answer", "label", "correct", "status", "ingested_at"]
+    view = [(r[3], r[4], r[6], r[7], r[14], r[15], r[16]) for r in rows]
+    assert view == [
+        ("a", "c1", "small", 1, "yes", "yes", True),
+        ("a", "c2", "large", 2, "yes", "yes", True),
+        ("b", "c1", "small", 1, "no", "yes", False),
+        ("c", "c1", "large", 1, "yes", None, None),  # unlabelled
+    ]
+
+
+def test_ledger_by_batch_and_backend(store: PolicyStore) -> None:
+    store.ingest_batch(_batch())
+    cols, rows = store.query("SELECT * FROM ledger_by_batch")
+    assert cols == ["stream", "policy", "batch", "items", "labelled", "accuracy", "flops",
+                    "params", "wall_ms", "price"]
+    # d failed with no decisions yet counts as an item, labelled, and wrong: 1 of 3 right.
+    assert rows == [("s1", "thompson", "b1", 4, 3, pytest.approx(1 / 3), 1700.0, 40.0, 8.0,
+                     pytest.approx(0.04))]
+    _, rows = store.query(
+        "SELECT backend, calls, flops FROM ledger_by_backend WHERE stream = :s ORDER BY backend",
+        {"s": "s1"})
+    assert rows == [("large", 3, 1500.0), ("small", 2, 200.0)]
+
+
+def test_ingest_rejects_malformed_batches(store: PolicyStore) -> None:
+    dup = [IngestRow("a", "ok", True, None, []), IngestRow("a", "ok", False, None, [])]
+    with pytest.raises(IngestError, match="batch 'b1': item 'a' appears twice"):
+        store.ingest_batch(_batch(rows=dup))
+    bad = [IngestRow("a", "ok", True, None, [IngestDecision("c1", "f", "x", 0.0, 1, 1, 1, 1, 0)])]
+    with pytest.raises(IngestError, match="item 'a', call site 'c1': propensity 0.0"):
+        store.ingest_batch(_batch(rows=bad))
+    assert _count(store, "results") == 0
+
+
+def test_query_errors_and_snapshot(store: PolicyStore, tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="SQL: SELECT nope"):
+        store.query("SELECT nope FROM results")
+    store.ingest_batch(_batch())
+    snap = store.snapshot(tmp_path / "snap" / "copy.duckdb")
+    store.ingest_batch(_batch(rows=[]))
+    reader = PolicyStore(snap, read_only=True)
+    assert reader.query("SELECT COUNT(*) FROM results")[1] == [(4,)]
+    assert _count(store, "results") == 0

@@ -1,0 +1,51 @@
+"""Cross-process DuckDB lock: retry while another process holds the file, then give up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policy_store import PolicyStore, StoreLockedError
+
+# Opens the file read-write (taking DuckDB's exclusive lock), says so, holds it, then
+# writes a marker *before* closing, so a later successful open proves the wait happened.
+HOLDER = """
+import sys, time, pathlib, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+pathlib.Path(sys.argv[3]).write_text("releasing")
+con.close()
+"""
+
+
+def test_lock_is_retried_then_reported(tmp_path: Path) -> None:
+    db = tmp_path / "policy.duckdb"
+    marker = tmp_path / "released"
+    store = PolicyStore(db)
+    store.init()
+    store.save_version("s1", "p", "cheapest", "{}", b"", None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db), "2.0", str(marker)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLockedError, match="policy.duckdb: another process holds"):
+            PolicyStore(db, lock_timeout_s=0.3).latest_version("s1", "p")
+        assert holder.poll() is None  # it failed while the lock really was held
+        assert not marker.exists()
+        version = PolicyStore(db, lock_timeout_s=10.0).latest_version("s1", "p")
+        assert version is not None and version.version == 1
+        assert marker.exists()  # succeeded only once the holder let go
+        assert holder.wait(timeout=10) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()

@@ -1,0 +1,83 @@
+"""ThompsonLearner on a synthetic contextual bandit, and its serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policy_store.learners import LearnerConfig, load_learner, make_learner
+from policy_store.learners.base import Learner
+from policy_store.rewards import item_loss, split_reward
+
+SITES = ["find@2:4", "verify@3:8"]
+ARMS = {site: ["small", "large"] for site in SITES}
+COSTS = {"small": 0.1, "large": 1.0}
+CFG = LearnerConfig(seed=0)
+
+
+def _run_batch(
+    learner: Learner, rng: np.random.Generator, n: int
+) -> list[tuple[float, list[str]]]:
+    """n items; both call sites run. "small" answers its sub-question right only when
+    x0 < 0, "large" always; the item's loss is the sum of its sub-answers' losses."""
+    log, examples = [], []
+    for _ in range(n):
+        x = rng.uniform(-1.0, 1.0, size=2)
+        choices = [learner.choose(site, x, rng) for site in SITES]
+        loss = sum(
+            item_loss(bool(c.backend == "large" or x[0] < 0), True, "bool", CFG) for c in choices
+        )
+        decisions = [(s, c.backend, COSTS[c.backend], x, c.propensity)
+                     for s, c in zip(SITES, choices, strict=True)]
+        examples += split_reward(decisions, loss)
+        log.append((float(x[0]), [c.backend for c in choices]))
+    learner.update(examples)
+    return log
+
+
+def _count_small(log: list[tuple[float, list[str]]], lo: float, hi: float) -> tuple[int, int]:
+    picked = [b for x0, backends in log if lo <= x0 < hi for b in backends]
+    return sum(b == "small" for b in picked), len(picked)
+
+
+def test_thompson_learns_cheap_left_and_large_right() -> None:
+    learner = make_learner("thompson", CFG, ARMS, COSTS)
+    rng = np.random.default_rng(CFG.seed)
+    first = _run_batch(learner, rng, 50)
+    # Before any feedback every arm has the same prior, so cost decides: mostly small.
+    assert _count_small(first, 0.0, 1.0) == (42, 56)
+    logs = [_run_batch(learner, rng, 50) for _ in range(19)]
+    final = sum(logs[-4:], [])  # last 200 items, 400 choices
+    assert _count_small(final, -1.0, -0.5) == (108, 108)  # clearly cheap-safe: always small
+    assert _count_small(final, 0.0, 0.5) == (0, 108)      # small is wrong here: never small
+    assert _count_small(final, 0.5, 1.0) == (0, 92)
+    # Near the boundary the linear model is cautious (large costs 0.9 more, a miss 2.5).
+    assert _count_small(final, -0.5, 0.0) == (18, 92)
+
+
+def test_thompson_round_trip_keeps_learned_state() -> None:
+    learner = make_learner("thompson", CFG, ARMS, COSTS)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        _run_batch(learner, rng, 40)
+    blob = learner.to_bytes()
+    restored = load_learner("thompson", blob, CFG, ARMS, COSTS)
+    fresh = make_learner("thompson", CFG, ARMS, COSTS)
+    xs = np.random.default_rng(2).uniform(-1, 1, size=(50, 2))
+
+    def picks(lr: Learner) -> list[tuple[str, float]]:
+        r = np.random.default_rng(3)
+        return [(c.backend, c.propensity) for x in xs for c in (lr.choose(SITES[0], x, r),)]
+
+    assert picks(restored) == picks(learner)
+    assert picks(fresh) != picks(learner)  # the blob really carries what was learned
+    assert restored.to_bytes() == blob
+
+
+def test_thompson_propensity_is_clipped_and_deterministic() -> None:
+    learner = make_learner("thompson", LearnerConfig(n_propensity_samples=4), ARMS, COSTS)
+    x = np.array([0.3, -0.2])
+    a = [learner.choose(SITES[0], x, np.random.default_rng(9)) for _ in range(2)]
+    assert a[0] == a[1]
+    assert a[0].propensity in (0.25, 0.5, 0.75, 1.0)
+    single = make_learner("thompson", CFG, {"q@1:1": ["small"]}, COSTS)
+    assert single.choose("q@1:1", x, np.random.default_rng(0)).propensity == 1.0
