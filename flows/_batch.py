@@ -7,14 +7,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from flows.policies import PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
+from flows.policies import pinned_config, PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
 from flows.settings import Settings
 from modules.embedding import embed
 from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
 from modules.images import ImageDecodeError, decode_image
 from modules.program import Program, parse_program
 from modules.registry import Registry
-from policy_store.learners.config import LearnerConfig
 from policy_store.records import PolicyVersion
 from policy_store.store import PolicyStore
 from storage import batches
@@ -58,8 +57,7 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     spec = policy_spec(policy)
     pinned = _pinned_version(settings, stream, policy)
     arms = arms_for(program, registry, spec)
-    config = LearnerConfig.model_validate_json(pinned.config_json) if pinned else \
-        LearnerConfig(lam=settings.lam, seed=settings.seed, pins=spec.pins)
+    config = pinned_config(spec, pinned, settings.lam, settings.seed)
     learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), pinned)
     version = pinned.version if pinned else 0
     router = PolicyRouter(learner, f"{stream}/{batch}/{policy}/v{version}", config.seed)

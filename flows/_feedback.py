@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from flows._batch import load_program
-from flows.policies import arms_for, build_learner, monolithic_flops, policy_spec, unit_costs
+from flows.policies import pinned_config, arms_for, build_learner, monolithic_flops, policy_spec, unit_costs
 from flows.settings import Settings
 from modules.registry import Registry
-from policy_store.learners.config import LearnerConfig
 from policy_store.records import CallSiteInfo, IngestBatch, IngestDecision, IngestRow
 from policy_store.rewards import item_loss, split_reward
 from policy_store.store import PolicyStore
@@ -73,8 +72,7 @@ def _learn(settings: Settings, registry: Registry, db: PolicyStore, stream: str,
            labels: dict[str, bool | str]) -> int:
     spec = policy_spec(policy)
     latest = db.latest_version(stream, policy)
-    config = LearnerConfig.model_validate_json(latest.config_json) if latest else \
-        LearnerConfig(lam=settings.lam, seed=settings.seed, pins=spec.pins)
+    config = pinned_config(spec, latest, settings.lam, settings.seed)
     arms = arms_for(program, registry, spec)
     learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), latest)
     unit = monolithic_flops(registry)

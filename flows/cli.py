@@ -1,60 +1,90 @@
-"""``fmp``: the command line. Errors print as one line unless ``--debug``."""
+"""``fmp``: the command line. Errors print as one line unless ``--debug``.
+
+Commands that run flows (run-batch, feedback, demo, evaluate, synthesize) run them in this
+process against ``PREFECT_API_URL``, or a temporary local server when it is unset.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
-from flows._runtime import policy_store_for, settings_for
+from flows._runtime import settings_for, store_for
+from flows.progress import progress, spinner
+
+Command = Callable[[argparse.Namespace], int]
+#: No analytics or tracking, and time for a temporary server's first start on a slow machine.
+_PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
-def _ledger(args: argparse.Namespace) -> int:
-    settings = settings_for(db_path=args.db)
-    from policy_store.store import PolicyStore
+# --- streams and runs -----------------------------------------------------------------------------
 
-    columns, rows = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s).query(args.sql)
-    widths = [max(len(str(c)), *(len(_cell(r[i])) for r in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
-    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
-    for row in rows:
-        print("  ".join(_cell(v).ljust(w) for v, w in zip(row, widths)))
+def _stream_publish(args: argparse.Namespace) -> int:
+    from benchmarks.publish import StreamPlan, publish_stream
+    from benchmarks.queries import QUERIES
+
+    if args.query not in QUERIES:
+        raise ValueError(f"unknown query {args.query!r}; valid: {', '.join(sorted(QUERIES))}")
+    store = store_for(settings_for(args.storage))
+    plan = StreamPlan(n_batches=args.batches, batch_size=args.batch_size,
+                      positive_rate=args.positive_rate, seed=args.seed)
+    stream = args.stream or args.query
+    if args.create_bucket:
+        ensure = getattr(store, "ensure_bucket", None)
+        if ensure is None:
+            raise ValueError(f"--create-bucket needs an s3:// store, not {store.url}")
+        ensure()
+    with progress() as bar:
+        task = bar.add_task(f"publishing {stream}", total=plan.n_batches)
+        put = store.put
+
+        def put_and_count(key: str, data: bytes) -> None:
+            put(key, data)
+            if key.endswith("/manifest.jsonl"):  # the last object of each batch
+                bar.advance(task)
+
+        store.put = put_and_count  # type: ignore[method-assign]
+        ids = publish_stream(store, stream, QUERIES[args.query], plan)
+    print(f"published {stream} to {store.url}: batches {ids[0]}..{ids[-1]} "
+          f"({plan.n_batches} × {plan.batch_size} items, labels included)")
     return 0
 
 
-def _cell(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def _run_batch(args: argparse.Namespace) -> int:
+    from flows.discover import new_batches
     from flows.stream_batch import stream_batch
 
-    summary = stream_batch(stream=args.stream, batch=args.batch, policy=args.policy,
-                           storage_url=args.storage, db_path=args.db)
-    print(summary if summary else f"stream {args.stream}: nothing to do")
+    todo = [args.batch] if args.batch else new_batches(args.stream, args.policy, args.storage)
+    if not args.all and not args.batch:
+        todo = todo[:1]
+    if not todo:
+        print(f"stream {args.stream}: no unprocessed batch for policy {args.policy}")
+        return 0
+    with progress() as bar:
+        task = bar.add_task(f"{args.stream} under {args.policy}", total=len(todo))
+        for batch in todo:
+            s = stream_batch(stream=args.stream, batch=batch, policy=args.policy,
+                             storage_url=args.storage, db_path=args.db)
+            bar.console.print(f"{s.stream}/{s.batch} policy {s.policy} v{s.policy_version}: "
+                              f"{s.items} items, {s.failed} failed")
+            bar.advance(task)
     return 0
 
 
 def _feedback(args: argparse.Namespace) -> int:
     from flows.ingest_feedback import ingest_feedback
 
-    for summary in ingest_feedback(stream=args.stream, batch=args.batch, policy=args.policy,
-                                   storage_url=args.storage, db_path=args.db):
-        print(summary)
-    return 0
-
-
-def _policy_show(args: argparse.Namespace) -> int:
-    db = policy_store_for(settings_for(db_path=args.db))
-    for v in db.list_versions(args.stream, args.policy):
-        print(f"v{v.version}  parent={v.parent}  {v.learner}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.note}")
-    return 0
-
-
-def _policy_rollback(args: argparse.Namespace) -> int:
-    db = policy_store_for(settings_for(db_path=args.db))
-    new = db.rollback(args.stream, args.policy, args.version)
-    print(f"{args.stream}/{args.policy}: saved v{new} as a copy of v{args.version}")
+    with spinner(f"ingesting feedback for {args.stream} ({args.policy})"):
+        summaries = ingest_feedback(stream=args.stream, batch=args.batch, policy=args.policy,
+                                    storage_url=args.storage, db_path=args.db)
+    for s in summaries:
+        version = f"new version v{s.new_version}" if s.new_version else "no new version"
+        print(f"{s.stream}/{s.batch} policy {s.policy}: {s.labelled} of {s.items} labelled, {version}")
+    if not summaries:
+        print(f"stream {args.stream}: no batch with results and new labels for {args.policy}")
     return 0
 
 
@@ -64,48 +94,194 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(["--s3"] if args.s3 else [])
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("benchmarks.evaluate") is not None:
+        from benchmarks import evaluate as bench  # the benchmark suite, when it is installed
+
+        return int(bench.main(args.rest) or 0)
+    from flows.evaluate import evaluate
+    from flows.report import format_table
+
+    with spinner("comparing policies on the ledger"):
+        table = evaluate(streams=args.stream or None, db_path=args.db)
+    print(format_table(table))
+    return 0
+
+
+# --- the ledger and policies ----------------------------------------------------------------------
+
+def _reader(args: argparse.Namespace):  # -> PolicyStore, imported lazily
+    from policy_store.store import PolicyStore
+
+    settings = settings_for(db_path=args.db)
+    if not settings.database.exists():
+        raise FileNotFoundError(f"no ledger at {settings.database}; run `fmp feedback STREAM` "
+                                "(or `fmp demo`) first, or pass --db")
+    timeout = getattr(args, "lock_timeout", None) or settings.lock_timeout_s
+    # read only: any number of readers may share the file while no writer holds it
+    return PolicyStore(settings.database, lock_timeout_s=timeout, read_only=True)
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    columns, rows = _reader(args).query(args.sql)
+    print(format_rows(columns, rows))
+    return 0
+
+
+def format_rows(columns: list[str], rows: list[tuple]) -> str:
+    """Rows as an aligned text table (numbers right-aligned, floats to 6 significant digits)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+               for i in range(len(columns))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line([str(c) for c in columns]), line(["-" * w for w in widths]),
+                      *(line(r) for r in cells), f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    columns, rows = _reader(args).query(
+        "SELECT version, parent, learner, created_at, learned_batch, note FROM policy_history "
+        "WHERE stream = :stream AND policy = :policy ORDER BY version",
+        {"stream": args.stream, "policy": args.policy})
+    if not rows:
+        print(f"{args.stream}/{args.policy}: no policy version yet (the prior routes until "
+              "the first feedback)")
+        return 0
+    print(format_rows(columns, rows))
+    return 0
+
+
+def _policy_rollback(args: argparse.Namespace) -> int:
+    from flows._runtime import policy_store_for
+
+    db = policy_store_for(settings_for(db_path=args.db))
+    new = db.rollback(args.stream, args.policy, args.version)
+    print(f"{args.stream}/{args.policy}: saved v{new} as a copy of v{args.version}; "
+          "the next batch runs with it")
+    return 0
+
+
+# --- synthesize (owned by the synthesis work; keep this block self-contained) -------------------
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from flows.synthesize import synthesize
+
+    s = synthesize(task_text=args.task, synthesizer=args.synthesizer, regenerate=args.regenerate,
+                   model=args.model, base_url=args.base_url, db_path=args.db)
+    state = "reused stored" if s.reused else f"new, valid after {s.attempts} {'try' if s.attempts == 1 else 'tries'}"
+    print(f"# task {s.task_hash[:12]} revision {s.revision}: program {s.program_id} ({state}; "
+          f"{s.synthesizer} {s.model} {s.version})")
+    print(s.source, end="")
+    return 0
+
+
+def _add_synthesize(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    syn = add("synthesize", _synthesize, "write, validate and store the program for a question")
+    syn.add_argument("task", help='the question, e.g. "Is there a red triangle left of a blue circle?"')
+    syn.add_argument("--regenerate", action="store_true", help="write a new revision even if one is stored")
+    syn.add_argument("--synthesizer", choices=["grammar", "openai", "transformers"], default="grammar",
+                     help="grammar: offline compiler of the benchmark grammar (default); openai: "
+                          "FMP_LLM_BASE_URL endpoint; transformers: local model at FMP_LLM_MODEL")
+    syn.add_argument("--model", default=None, help="model name (openai) or local path (transformers)")
+    syn.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint URL")
+
+
+# --- parser and entry point -----------------------------------------------------------------------
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmp", description="Run foundation model programs cheaply.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--db", default=None, help="DuckDB policy store (default .fmp/fmp.duckdb)")
-    parser.add_argument("--storage", default=None, help="object store URL (default .fmp/objects)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--storage", default=None,
+                        help="object store URL: folder, file:// or s3://bucket/prefix "
+                             "(default FMP_STORAGE_URL or .fmp/objects)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+    def add(name: str, fn: Command, help: str, into=sub) -> argparse.ArgumentParser:
+        p = into.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
 
     add("demo", _demo, "publish the demo streams and run them end to end").add_argument(
-        "--s3", action="store_true")
-    add("ledger", _ledger, "run SQL against the cost ledger").add_argument("sql")
-    for name, fn, help in (("run-batch", _run_batch, "run one batch (default: the next one)"),
+        "--s3", action="store_true", help="use a moto S3 server on loopback")
+    stream = sub.add_parser("stream", help="publish streams").add_subparsers(
+        dest="stream_command", required=True, metavar="COMMAND")
+    pub = add("publish", _stream_publish, "publish a demo query's stream: batches, then labels",
+              into=stream)
+    pub.add_argument("query", help="a query id from benchmarks.queries (e.g. two_triangles_one_green)")
+    pub.add_argument("--stream", default=None, help="stream id (default: the query id)")
+    pub.add_argument("--batches", type=int, default=6)
+    pub.add_argument("--batch-size", type=int, default=40)
+    pub.add_argument("--positive-rate", type=float, default=0.1)
+    pub.add_argument("--seed", type=int, default=0)
+    pub.add_argument("--create-bucket", action="store_true",
+                     help="create the S3 bucket first if it is missing (e.g. on a local moto server)")
+    for name, fn, help in (("run-batch", _run_batch, "run the next unprocessed batch (or --batch, --all)"),
                            ("feedback", _feedback, "ingest labels (default: all pending batches)")):
         p = add(name, fn, help)
         p.add_argument("stream")
         p.add_argument("--batch", default=None)
         p.add_argument("--policy", default="learned")
-    policy = sub.add_parser("policy", help="inspect or roll back policy versions")
-    psub = policy.add_subparsers(dest="policy_command", required=True)
-    show = psub.add_parser("show", help="list a policy's versions")
-    show.set_defaults(fn=_policy_show)
-    rollback = psub.add_parser("rollback", help="save a new version equal to an old one")
-    rollback.set_defaults(fn=_policy_rollback)
+        if name == "run-batch":
+            p.add_argument("--all", action="store_true", help="every unprocessed batch, in order")
+    led = add("ledger", _ledger, "run SQL against the cost ledger (read only)")
+    led.add_argument("sql")
+    led.add_argument("--lock-timeout", type=float, default=None,
+                     help="seconds to wait while a writer holds the file (default FMP_LOCK_TIMEOUT_S or 60)")
+    policy = sub.add_parser("policy", help="inspect or roll back policy versions").add_subparsers(
+        dest="policy_command", required=True, metavar="COMMAND")
+    show = add("show", _policy_show, "list a policy's versions", into=policy)
+    rollback = add("rollback", _policy_rollback, "save a new version equal to an old one", into=policy)
     rollback.add_argument("version", type=int)
     for p in (show, rollback):
         p.add_argument("stream")
         p.add_argument("--policy", default="learned")
+    ev = add("evaluate", _evaluate, "compare policies: benchmarks.evaluate if installed, "
+                                    "else the savings table of the current ledger")
+    ev.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
+    ev.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    _add_synthesize(add)
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message's lines joined, DuckDB's caret lines dropped."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    text = " ".join(ln for ln in lines if ln and set(ln) != {"^"})
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fmp`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    for name, value in _PREFECT_DEFAULTS.items():  # before Prefect reads its settings
+        os.environ.setdefault(name, value)
+    if not args.debug:
+        from flows.progress import quiet_tracebacks
+
+        quiet_tracebacks()
     try:
         return args.fn(args)
+    except KeyboardInterrupt:
+        print(f"fmp {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # one clear line for users; --debug shows the traceback
         if args.debug:
             raise
-        print(f"fmp {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fmp {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

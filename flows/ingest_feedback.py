@@ -1,7 +1,7 @@
 """The ingest_feedback flow: labels in, ledger rows and a new policy version out.
 
-It is the only writer of the DuckDB policy store; run one at a time (the deployment's
-concurrency limit enforces it).
+It is the only writer of the DuckDB policy store: every run holds the one slot of the
+``fmp-store-writer`` global concurrency limit while it writes (see flows/locks.py).
 """
 
 from __future__ import annotations
@@ -9,8 +9,16 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows._batch import load_program
 from flows._feedback import FeedbackSummary, ingest_batch, pending_feedback
 from flows._runtime import policy_store_for, registry_for, settings_for, store_for
+from flows.artifacts import publish_feedback_artifact
+from flows.costs import register_costs
+from flows.feedback_report import feedback_report
+from flows.locks import store_writer
+from flows.runs import run_tags, tag_flow_run
+from storage import batches
+from storage.errors import StorageError
 
 
 def _run_name() -> str:
@@ -22,6 +30,10 @@ def _run_name() -> str:
 def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learned",
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest labels for one batch, or for every batch with results and unlearned labels.
+
+    Each ingested batch publishes the markdown artifact ``feedback-<stream>-<policy>``:
+    accuracy, cost per item and savings vs monolithic so far, and the new policy version
+    with how its choices moved.
 
     Args:
         stream: the stream id.
@@ -37,14 +49,27 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learne
     settings = settings_for(storage_url, db_path)
     store = store_for(settings)
     registry = registry_for(settings.catalog)
-    db = policy_store_for(settings)
-    todo = [batch] if batch else pending_feedback(store, db, stream, policy)
     summaries = []
-    for b in todo:
-        summary = ingest_batch(settings, store, registry, db, stream, b, policy)
-        for error in summary.errors:
-            logger.warning(error)
-        logger.info("%s/%s policy %s: %d labelled of %d, new version %s", stream, b, policy,
-                    summary.labelled, summary.items, summary.new_version)
-        summaries.append(summary)
+    with store_writer():
+        db = policy_store_for(settings)
+        todo = [batch] if batch else pending_feedback(store, db, stream, policy)
+        if not todo:
+            logger.info("stream %s: no batch with results and new labels for policy %s",
+                        stream, policy)
+            return summaries
+        info = batches.read_stream_info(store, stream)
+        tag_flow_run(run_tags(stream, policy, info.query_id))
+        register_costs(db, registry, load_program(info, policy))
+        for b in todo:
+            summary = ingest_batch(settings, store, registry, db, stream, b, policy)
+            for error in summary.errors:
+                logger.warning(error)
+            logger.info("%s/%s policy %s: %d labelled of %d, new version %s", stream, b, policy,
+                        summary.labelled, summary.items, summary.new_version)
+            summaries.append(summary)
+            try:
+                publish_feedback_artifact(feedback_report(store, registry, db, summary))
+            except (StorageError, FileNotFoundError, ValueError) as exc:
+                # the ledger and the new version are written; only the report is missing
+                logger.warning("%s/%s: feedback artifact not published: %s", stream, b, exc)
     return summaries

@@ -25,13 +25,14 @@ class PolicySpec:
     name: str
     learner: str
     program: Literal["program", "monolithic"] = "program"
-    pins: dict[str, str] = field(default_factory=dict)
+    options: dict[str, float] = field(default_factory=dict)
 
 
 POLICIES: dict[str, PolicySpec] = {
     p.name: p
     for p in (
-        PolicySpec("learned", "thompson"),
+        # start on the largest backends and move down as cheaper ones prove right
+        PolicySpec("learned", "thompson", options={"escalation_prior": 0.5, "prior_var": 0.1}),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
         PolicySpec("random", "random"),
@@ -86,6 +87,18 @@ def unit_costs(registry: Registry, arms: dict[str, list[str]], program: Program)
         for name in names:
             costs[name] = max(costs.get(name, 0.0), unit_flops(registry, name, functions[site]) / unit)
     return costs
+
+
+def initial_config(spec: PolicySpec, lam: float, seed: int) -> LearnerConfig:
+    """The learner config of a policy's first version (later versions carry their own)."""
+    return LearnerConfig(lam=lam, seed=seed, **spec.options)
+
+
+def pinned_config(spec: PolicySpec, version: PolicyVersion | None, lam: float, seed: int) -> LearnerConfig:
+    """The config stored with ``version``, or the initial one before the first version."""
+    if version is None:
+        return initial_config(spec, lam, seed)
+    return LearnerConfig.model_validate_json(version.config_json)
 
 
 def build_learner(spec: PolicySpec, config: LearnerConfig, arms: dict[str, list[str]],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
 from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import registry_for, settings_for, store_for
+from flows.artifacts import publish_batch_artifact
+from flows.runs import run_tags, tag_flow_run
 from modules.tasks import prefect_round_runner
+from storage import batches
 
 
 def _run_name() -> str:
@@ -19,6 +22,10 @@ def _run_name() -> str:
 def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
                  storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
     """Answer every item of a batch and write answers, decisions and costs to storage.
+
+    The run is tagged ``stream:``, ``policy:`` and ``query:``; it publishes the table
+    artifact ``batch-<stream>-<policy>`` (items, answers, cost by backend, decisions
+    per call site).
 
     Args:
         stream: the stream id (``streams/<stream>/`` in the object store).
@@ -39,10 +46,16 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
         if batch is None:
             logger.info("stream %s: no unprocessed batch for policy %s", stream, policy)
             return None
-    summary = process_batch(settings, store, registry, stream, batch, policy,
-                            prefect_round_runner(registry))
+    labels = run_tags(stream, policy, batches.read_stream_info(store, stream).query_id)
+    tag_flow_run(labels)
+    with tags(*labels):  # every task run carries stream, policy and query
+        summary = process_batch(settings, store, registry, stream, batch, policy,
+                                prefect_round_runner(registry))
     for error in summary.errors:
         logger.warning(error)
     logger.info("%s/%s policy %s v%d: %d items, %d failed", stream, batch, policy,
                 summary.policy_version, summary.items, summary.failed)
+    loaded = batches.read_results(store, stream, policy, batch)
+    if loaded is not None:
+        publish_batch_artifact(stream, batch, policy, summary.policy_version, loaded[1])
     return summary

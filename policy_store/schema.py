@@ -17,6 +17,28 @@ Views (read them with ``PolicyStore.query`` or ``fmp ledger``):
     summed flops, params, wall_ms, price of all decisions.
 ``ledger_by_backend``
     One row per (stream, policy, backend): calls, flops, params, wall_ms, price summed.
+``ledger_by_call_site``
+    One row per (stream, policy, call_site, backend): items routed there, calls, flops,
+    params, wall_ms, price summed, and the mean propensity of those decisions.
+``ledger_by_day_backend``
+    One row per (stream, policy, day, backend); ``day`` is the UTC date the batch's
+    feedback was ingested. items, calls, flops, wall_ms, price.
+``ledger_by_day``
+    One row per (stream, policy, day): batches, items, failed, labelled, correct, accuracy,
+    flops, wall_ms, price; ``items_run`` (items the program ran on, the ones the monolith
+    would have answered), ``monolithic_flops`` and ``monolithic_price`` (items_run × the
+    cost of one call of the monolithic model), ``saved_flops``, ``saved_price`` and
+    ``savings`` (1 - flops / monolithic_flops). The monolithic model is the row of
+    ``backends`` with kind 'monolithic' (the feedback flow registers it); with none, the
+    monolithic and saved columns are NULL.
+``ledger_savings``
+    ``ledger_by_day`` summed over all days per (stream, policy): first_day, last_day and
+    the same columns; accuracy = correct / labelled.
+``policy_history``
+    One row per policy version: stream, policy, version, parent, learner, created_at,
+    note and the batch it learned from (NULL for rollbacks and priors), without the blob.
+
+Money (``price``, ``monolithic_price``, ``saved_price``; US$) and FLOPs columns are DOUBLE.
 """
 
 from __future__ import annotations
@@ -135,12 +157,102 @@ learned_batches = Table(
     Column("learned_at", DateTime, nullable=False),
 )
 
+# Programs written from task text (modules.synthesis): one row per (task, revision);
+# ``fmp synthesize --regenerate`` adds a revision, lookups take the latest.
+synthesized_programs = Table(
+    "synthesized_programs", metadata,
+    Column("task_hash", String, primary_key=True),  # sha256 of the normalised task text
+    Column("revision", Integer, primary_key=True),
+    Column("task_text", Text, nullable=False),
+    Column("answer_type", String, nullable=False),
+    Column("synthesizer", String, nullable=False),  # grammar | openai | transformers
+    Column("model", String, nullable=False),
+    Column("version", String, nullable=False),  # synthesizer/prompt version
+    Column("program_id", String, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
 # TRUE when the answer matches the label, FALSE when it does not (a failed item, answer
 # NULL, is wrong), NULL when the item is unlabelled.
 _CORRECT = (
     "CASE WHEN l.answer IS NULL THEN NULL "
     "WHEN r.answer IS NOT NULL AND r.answer = l.answer THEN TRUE ELSE FALSE END"
 )
+
+# The cost of one monolithic call: the newest 'monolithic' row the feedback flow registered.
+_MONO = "SELECT flops, price FROM backends WHERE kind = 'monolithic' ORDER BY updated_at DESC LIMIT 1"
+_DOUBLE = "DOUBLE PRECISION"
+
+_REPORT_VIEWS: dict[str, str] = {
+    "ledger_by_call_site": """
+SELECT stream, policy, call_site, function, backend, COUNT(*) AS items,
+       CAST(SUM(calls) AS BIGINT) AS calls, SUM(flops) AS flops, SUM(params) AS params,
+       SUM(wall_ms) AS wall_ms, SUM(price) AS price, AVG(propensity) AS mean_propensity
+FROM decisions GROUP BY stream, policy, call_site, function, backend""",
+    "ledger_by_day_backend": """
+SELECT d.stream, d.policy, CAST(r.ingested_at AS DATE) AS day, d.backend,
+       COUNT(DISTINCT d.batch || '/' || d.item_id) AS items, CAST(SUM(d.calls) AS BIGINT) AS calls,
+       SUM(d.flops) AS flops, SUM(d.wall_ms) AS wall_ms, SUM(d.price) AS price
+FROM decisions d
+JOIN results r
+  ON r.stream = d.stream AND r.policy = d.policy AND r.batch = d.batch AND r.item_id = d.item_id
+GROUP BY d.stream, d.policy, CAST(r.ingested_at AS DATE), d.backend""",
+    "ledger_by_day": f"""
+WITH mono AS ({_MONO}),
+item_costs AS (
+  SELECT stream, policy, batch, item_id, SUM(flops) AS flops, SUM(wall_ms) AS wall_ms,
+         SUM(price) AS price
+  FROM decisions GROUP BY stream, policy, batch, item_id
+),
+days AS (
+  SELECT r.stream, r.policy, CAST(r.ingested_at AS DATE) AS day,
+         COUNT(DISTINCT r.batch) AS batches, COUNT(*) AS items,
+         CAST(SUM(CASE WHEN r.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed,
+         COUNT(l.answer) AS labelled,
+         CAST(SUM(CASE WHEN ({_CORRECT}) THEN 1 ELSE 0 END) AS BIGINT) AS correct,
+         CAST(SUM(CASE WHEN c.item_id IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS items_run,
+         CAST(COALESCE(SUM(c.flops), 0.0) AS {_DOUBLE}) AS flops,
+         CAST(COALESCE(SUM(c.wall_ms), 0.0) AS {_DOUBLE}) AS wall_ms,
+         CAST(COALESCE(SUM(c.price), 0.0) AS {_DOUBLE}) AS price
+  FROM results r
+  LEFT JOIN labels l ON l.stream = r.stream AND l.batch = r.batch AND l.item_id = r.item_id
+  LEFT JOIN item_costs c
+    ON c.stream = r.stream AND c.policy = r.policy AND c.batch = r.batch AND c.item_id = r.item_id
+  GROUP BY r.stream, r.policy, CAST(r.ingested_at AS DATE)
+)
+SELECT d.stream, d.policy, d.day, d.batches, d.items, d.failed, d.labelled, d.correct,
+       CASE WHEN d.labelled > 0 THEN CAST(d.correct AS {_DOUBLE}) / d.labelled END AS accuracy,
+       d.items_run, d.flops, d.wall_ms, d.price,
+       CAST(d.items_run * m.flops AS {_DOUBLE}) AS monolithic_flops,
+       CAST(d.items_run * m.price AS {_DOUBLE}) AS monolithic_price,
+       CAST(d.items_run * m.flops - d.flops AS {_DOUBLE}) AS saved_flops,
+       CAST(d.items_run * m.price - d.price AS {_DOUBLE}) AS saved_price,
+       CASE WHEN d.items_run * m.flops > 0
+            THEN 1.0 - d.flops / CAST(d.items_run * m.flops AS {_DOUBLE}) END AS savings
+FROM days d LEFT JOIN mono m ON 1 = 1""",
+    "ledger_savings": f"""
+SELECT stream, policy, MIN(day) AS first_day, MAX(day) AS last_day,
+       CAST(SUM(batches) AS BIGINT) AS batches, CAST(SUM(items) AS BIGINT) AS items,
+       CAST(SUM(failed) AS BIGINT) AS failed, CAST(SUM(labelled) AS BIGINT) AS labelled,
+       CAST(SUM(correct) AS BIGINT) AS correct,
+       CASE WHEN SUM(labelled) > 0 THEN CAST(SUM(correct) AS {_DOUBLE}) / SUM(labelled) END
+         AS accuracy,
+       CAST(SUM(items_run) AS BIGINT) AS items_run, SUM(flops) AS flops,
+       SUM(wall_ms) AS wall_ms, SUM(price) AS price,
+       SUM(monolithic_flops) AS monolithic_flops, SUM(monolithic_price) AS monolithic_price,
+       SUM(saved_flops) AS saved_flops, SUM(saved_price) AS saved_price,
+       CASE WHEN SUM(monolithic_flops) > 0
+            THEN 1.0 - SUM(flops) / SUM(monolithic_flops) END AS savings
+FROM ledger_by_day GROUP BY stream, policy""",
+    "policy_history": """
+SELECT v.stream, v.policy, v.version, v.parent, v.learner, v.created_at, v.note,
+       b.batch AS learned_batch
+FROM policy_versions v
+LEFT JOIN learned_batches b
+  ON b.stream = v.stream AND b.policy = v.policy AND b.version = v.version""",
+}
 
 VIEWS: dict[str, str] = {
     "cost_ledger": f"""
@@ -173,4 +285,5 @@ LEFT JOIN (
 SELECT stream, policy, backend, CAST(SUM(calls) AS BIGINT) AS calls, SUM(flops) AS flops,
        SUM(params) AS params, SUM(wall_ms) AS wall_ms, SUM(price) AS price
 FROM decisions GROUP BY stream, policy, backend""",
+    **_REPORT_VIEWS,
 }

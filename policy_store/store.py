@@ -13,6 +13,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +32,23 @@ from policy_store.versions import VersionsMixin, utcnow
 
 T = TypeVar("T")
 _LOCK_MARKERS = ("could not set lock", "conflicting lock")
+
+
+@dataclass(frozen=True)
+class SynthesizedProgram:
+    """A program written from task text, with what wrote it; ``revision`` counts from 1."""
+
+    task_hash: str
+    task_text: str
+    answer_type: str
+    synthesizer: str
+    model: str
+    version: str
+    source: str
+    attempts: int
+    program_id: str = ""
+    revision: int = 0
+    created_at: datetime | None = None
 
 
 def program_id_of(source: str) -> str:
@@ -117,6 +136,33 @@ class PolicyStore(VersionsMixin):
         stmt = sa.select(t).where(t.c.program_id == program_id).order_by(t.c.line, t.c.col)
         rows = self._run(lambda conn: conn.execute(stmt).all())
         return [CallSiteInfo(r.call_site, r.function, r.line, r.col) for r in rows]
+
+    def save_synthesized(self, record: SynthesizedProgram,
+                         call_sites: list[CallSiteInfo]) -> SynthesizedProgram:
+        """Store a synthesized program as the task's next revision; registers the program too."""
+        program_id = self.register_program(f"synth-{record.task_hash[:12]}", record.source, call_sites)
+        t = schema.synthesized_programs
+
+        def save(conn: Connection) -> SynthesizedProgram:
+            last = conn.execute(sa.select(sa.func.max(t.c.revision))
+                                .where(t.c.task_hash == record.task_hash)).scalar()
+            saved = replace(record, program_id=program_id, revision=(last or 0) + 1, created_at=utcnow())
+            conn.execute(sa.insert(t), [asdict(saved)])
+            return saved
+
+        return self._run(save)
+
+    def lookup_synthesized(self, task_hash: str, synthesizer: str | None = None,
+                           model: str | None = None) -> SynthesizedProgram | None:
+        """The latest revision for a task (optionally from one synthesizer and model), or None."""
+        t = schema.synthesized_programs
+        stmt = sa.select(t).where(t.c.task_hash == task_hash)
+        if synthesizer is not None:
+            stmt = stmt.where(t.c.synthesizer == synthesizer)
+        if model is not None:
+            stmt = stmt.where(t.c.model == model)
+        row = self._run(lambda conn: conn.execute(stmt.order_by(t.c.revision.desc()).limit(1)).first())
+        return None if row is None else SynthesizedProgram(**row._asdict())
 
     def register_backends(self, costs: list[BackendCost]) -> None:
         """Insert or replace backends' cost profiles."""

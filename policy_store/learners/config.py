@@ -21,6 +21,13 @@ class LearnerConfig(BaseModel):
         description="Prior mean of the loss part of the reward (-loss/N) for every arm; "
         "0.0 is optimistic, so cost decides until losses are observed.",
     )
+    escalation_prior: float = Field(
+        0.0,
+        ge=0.0,
+        description="Prior doubt about cheaper arms: arm k of K (0 = cheapest) starts with loss "
+        "part prior_mean - escalation_prior·(K-1-k)/(K-1), so a new policy starts on the largest "
+        "backend and moves down as cheaper ones prove right. 0 treats all arms alike.",
+    )
     prior_var: float = Field(
         1.0, gt=0.0, description="Prior variance of each regression weight (Thompson)."
     )

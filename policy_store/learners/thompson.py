@@ -39,7 +39,6 @@ class ThompsonLearner(Learner):
         self._dim: int | None = None  # feature length without the bias; fixed on first use
         self._stats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # arm -> (A, b)
         self._post: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # arm -> (μ, Σ)
-        self._prior: tuple[np.ndarray, np.ndarray] | None = None
         self._sites: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # choose() cache
 
     def choose(self, call_site: str, features: np.ndarray, rng: np.random.Generator) -> Choice:
@@ -49,11 +48,14 @@ class ThompsonLearner(Learner):
         if len(backends) == 1:
             return Choice(backends[0], 1.0)
         means, covs, costs = self._site(call_site)
-        centre = means @ x - self.config.lam * costs
+        centre = means @ x
         spread = self.config.explore * np.sqrt(np.maximum((covs @ x) @ x, 0.0))
         n = self.config.n_propensity_samples
         # Row 0 is the choice, rows 1..n the propensity draws, from the same rng stream.
-        picks = np.argmax(centre + spread * rng.standard_normal((1 + n, len(backends))), axis=1)
+        # The loss part of a reward is never positive, so draws are capped at 0: an arm known
+        # to be right is not out-bid by a costlier arm's optimistic draw.
+        draws = np.minimum(centre + spread * rng.standard_normal((1 + n, len(backends))), 0.0)
+        picks = np.argmax(draws - self.config.lam * costs, axis=1)
         chosen = int(picks[0])
         propensity = max(np.count_nonzero(picks[1:] == chosen) / n, 1.0 / n)
         return Choice(backends[chosen], min(propensity, 1.0))
@@ -62,8 +64,8 @@ class ThompsonLearner(Learner):
         """Stacked (means k×d, covariances k×d×d, costs k) of a site's candidates, cached."""
         cached = self._sites.get(call_site)
         if cached is None:
-            prior = self._prior_post()
-            posts = [self._post.get((call_site, b), prior) for b in self.arms[call_site]]
+            posts = [self._post.get((call_site, b)) or self._prior_post((call_site, b))
+                     for b in self.arms[call_site]]
             cached = (
                 np.stack([mu for mu, _ in posts]),
                 np.stack([cov for _, cov in posts]),
@@ -89,7 +91,7 @@ class ThompsonLearner(Learner):
         for arm, group in touched.items():
             xs = np.stack([self._context(ex.features, f"update({arm[0]!r})") for ex in group])
             rs = np.array([ex.reward for ex in group])
-            a, b = self._stats.get(arm) or self._prior_stats()
+            a, b = self._stats.get(arm) or self._prior_stats(arm)
             self._stats[arm] = (a + inv_noise * xs.T @ xs, b + inv_noise * xs.T @ rs)
             self._refresh(arm)
 
@@ -147,18 +149,22 @@ class ThompsonLearner(Learner):
         out[-1] = 1.0
         return out
 
-    def _prior_stats(self) -> tuple[np.ndarray, np.ndarray]:
+    def _prior_stats(self, arm: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
         """Prior precision and precision-weighted mean (only the bias has a non-zero mean)."""
         d = (self._dim or 0) + 1
         m0 = np.zeros(d)
-        m0[-1] = self.config.prior_mean
+        m0[-1] = self._prior_bias(arm)
         return np.eye(d) / self.config.prior_var, m0 / self.config.prior_var
 
-    def _prior_post(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._prior is None:
-            a, b = self._prior_stats()
-            self._prior = (b * self.config.prior_var, np.linalg.inv(a))
-        return self._prior
+    def _prior_bias(self, arm: tuple[str, str]) -> float:
+        backends = self.arms[arm[0]]
+        steps_below_largest = len(backends) - 1 - backends.index(arm[1])
+        doubt = steps_below_largest / max(len(backends) - 1, 1)
+        return self.config.prior_mean - self.config.escalation_prior * doubt
+
+    def _prior_post(self, arm: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self._prior_stats(arm)
+        return (b * self.config.prior_var, np.linalg.inv(a))
 
     def _refresh(self, arm: tuple[str, str]) -> None:
         """Cache μ = A⁻¹b and Σ = A⁻¹ via the Cholesky factor of A (SPD by construction)."""

@@ -1,0 +1,161 @@
+"""What the Prefect UI shows per run: a table per batch, a markdown report per feedback.
+
+Keys are stable per (stream, policy) — ``batch-<stream>-<policy>`` and
+``feedback-<stream>-<policy>`` — so the UI's Artifacts page keeps each one's history.
+The builders are pure functions (tested without Prefect); ``publish_*`` post them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from uuid import UUID
+
+from flows.choices import Shares
+from storage.records import ResultRow
+
+
+def artifact_key(kind: str, stream: str, policy: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for (stream, policy)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{kind}-{stream}-{policy}".lower()).strip("-")
+    return re.sub(r"-{2,}", "-", slug)
+
+
+def flops_text(flops: float | None) -> str:
+    """FLOPs with an SI prefix: ``1.5 GFLOPs``."""
+    if flops is None:
+        return "n/a"
+    for scale, unit in ((1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"), (1e3, "kFLOPs")):
+        if abs(flops) >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.3g} FLOPs"
+
+
+def money_text(price: float | None) -> str:
+    """US$ with four significant digits (prices per call are fractions of a cent)."""
+    return "n/a" if price is None else f"${price:.4g}"
+
+
+def percent_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def batch_table(rows: list[ResultRow]) -> list[dict[str, object]]:
+    """One row per (call site, backend): items routed, calls, FLOPs and price, in site order."""
+    groups: dict[tuple[str, str], dict[str, object]] = {}
+    per_site: Counter[str] = Counter()
+    for row in rows:
+        for d in row.decisions:
+            g = groups.setdefault((d.call_site, d.backend), {
+                "call_site": d.call_site, "function": d.function, "backend": d.backend,
+                "items": 0, "calls": 0, "flops": 0.0, "price_usd": 0.0})
+            g["items"] += 1
+            g["calls"] += d.calls
+            g["flops"] += d.flops
+            g["price_usd"] += d.price
+            per_site[d.call_site] += 1
+    table = []
+    for (site, _), g in sorted(groups.items()):
+        table.append({**g, "share": f"{g['items'] / per_site[site]:.0%}",
+                      "flops": flops_text(g["flops"]), "price_usd": round(float(g["price_usd"]), 8)})
+    return table
+
+
+def batch_description(stream: str, batch: str, policy: str, version: int,
+                      rows: list[ResultRow]) -> str:
+    """Markdown above the table: items, answers, and cost by backend."""
+    answers = Counter("failed" if r.status == "failed" else str(r.answer).lower() for r in rows)
+    by_backend: dict[str, list[float]] = {}
+    for row in rows:
+        for d in row.decisions:
+            cost = by_backend.setdefault(d.backend, [0, 0.0, 0.0])
+            cost[0] += d.calls
+            cost[1] += d.flops
+            cost[2] += d.price
+    total_flops = sum(c[1] for c in by_backend.values())
+    total_price = sum(c[2] for c in by_backend.values())
+    lines = [
+        f"**{stream} / {batch}** under policy **{policy} v{version}**: {len(rows)} items, answers "
+        + ", ".join(f"{k} {v}" for k, v in sorted(answers.items())) + ".",
+        f"Cost {flops_text(total_flops)}, {money_text(total_price)}.",
+        "",
+        "| backend | calls | FLOPs | price |",
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {c[0]} | {flops_text(c[1])} | {money_text(c[2])} |"
+          for name, c in sorted(by_backend.items())),
+    ]
+    return "\n".join(lines)
+
+
+def publish_batch_artifact(stream: str, batch: str, policy: str, version: int,
+                           rows: list[ResultRow]) -> UUID:
+    """Post the batch's table artifact under ``batch-<stream>-<policy>``."""
+    from prefect.artifacts import create_table_artifact
+
+    return create_table_artifact(
+        batch_table(rows), key=artifact_key("batch", stream, policy),
+        description=batch_description(stream, batch, policy, version, rows))
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    """Everything the feedback markdown shows; numbers come from the ledger views."""
+
+    stream: str
+    policy: str
+    batch: str
+    labelled: int
+    batch_accuracy: float | None
+    accuracy: float | None
+    items: int
+    flops_per_item: float | None
+    price_per_item: float | None
+    savings: float | None
+    saved_flops: float | None
+    saved_price: float | None
+    old_version: int
+    new_version: int | None
+    note: str
+    before: Shares
+    after: Shares
+
+
+def feedback_markdown(r: FeedbackReport) -> str:
+    """The feedback report: quality and savings so far, then how the policy's choices moved."""
+    lines = [
+        f"# {r.stream} / {r.policy}: feedback for {r.batch}",
+        "",
+        "| | value |",
+        "|---|---:|",
+        f"| labelled items in this batch | {r.labelled} |",
+        f"| accuracy on this batch | {percent_text(r.batch_accuracy)} |",
+        f"| accuracy so far | {percent_text(r.accuracy)} |",
+        f"| items so far | {r.items} |",
+        f"| cost per item so far | {flops_text(r.flops_per_item)}, {money_text(r.price_per_item)} |",
+        f"| savings vs monolithic so far | {percent_text(r.savings)} "
+        f"({flops_text(r.saved_flops)}, {money_text(r.saved_price)}) |",
+        "",
+    ]
+    if r.new_version is None:
+        lines.append(f"No new policy version: {r.batch} was already learned; v{r.old_version} stays.")
+        return "\n".join(lines)
+    lines += [f"New policy version **v{r.new_version}** (parent v{r.old_version}): {r.note}.", "",
+              f"## How its choices moved on {r.batch}'s items",
+              "", f"| call site | backend | v{r.old_version} chose | v{r.new_version} would choose |",
+              "|---|---|---:|---:|"]
+    sites = Counter(site for site, _ in r.before.elements())
+    for site, backend in sorted(set(r.before) | set(r.after)):
+        n = sites[site] or 1
+        lines.append(f"| {site} | {backend} | {r.before[(site, backend)] / n:.0%} "
+                     f"| {r.after[(site, backend)] / n:.0%} |")
+    return "\n".join(lines)
+
+
+def publish_feedback_artifact(report: FeedbackReport) -> UUID:
+    """Post the feedback report under ``feedback-<stream>-<policy>``."""
+    from prefect.artifacts import create_markdown_artifact
+
+    return create_markdown_artifact(
+        feedback_markdown(report), key=artifact_key("feedback", report.stream, report.policy),
+        description=f"{report.stream}/{report.batch} feedback for policy {report.policy}")

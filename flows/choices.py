@@ -1,0 +1,44 @@
+"""How a new policy version's choices differ from the ones the old version made on a batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from flows.policies import PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
+from modules.program import Program
+from modules.registry import Registry
+from policy_store.learners.config import LearnerConfig
+from policy_store.records import PolicyVersion
+from storage.records import ResultRow
+
+#: (call site, backend) -> number of items routed there.
+Shares = Counter[tuple[str, str]]
+
+
+def made_choices(rows: list[ResultRow]) -> Shares:
+    """What the batch's pinned version chose: one count per executed (item, call site)."""
+    return Counter((d.call_site, d.backend) for row in rows for d in row.decisions)
+
+
+def replayed_choices(registry: Registry, program: Program, policy: str, version: PolicyVersion,
+                     key: str, rows: list[ResultRow]) -> Shares:
+    """What ``version`` would choose on the same executed (item, call site) pairs.
+
+    Routing is seeded by ``key``, item and call site exactly as a batch run would be, so
+    the counts are what the next batch would see on these items.
+    """
+    spec = policy_spec(policy)
+    config = LearnerConfig.model_validate_json(version.config_json)
+    arms = arms_for(program, registry, spec)
+    learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), version)
+    router = PolicyRouter(learner, key, config.seed)
+    sites = {s.id: s for s in program.call_sites}
+    counts: Shares = Counter()
+    for row in rows:
+        features = np.asarray(row.features, dtype=np.float64)
+        for d in row.decisions:
+            if d.call_site in sites:
+                counts[(d.call_site, router.choose(row.item_id, sites[d.call_site], features).backend)] += 1
+    return counts

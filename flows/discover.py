@@ -1,0 +1,71 @@
+"""The discover_batches flow: start one stream_batch run per new batch found in the store.
+
+Scheduled per stream (see prefect.yaml). Each run lists the stream's complete batches
+(those with a manifest) and starts the ``stream_batch/stream-batch`` deployment for each
+one the policy has no results for. The run's idempotency key is
+``<stream>/<policy>/<batch>``, so a batch gets one run however often discovery sees it
+before that run finishes; retry a failed one from the UI.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows._runtime import settings_for, store_for
+from flows.runs import run_tags, tag_flow_run
+from storage import batches
+
+#: The deployment discovery starts, as ``<flow name>/<deployment name>``.
+STREAM_BATCH_DEPLOYMENT = "stream_batch/stream-batch"
+
+
+def _run_name() -> str:
+    return f"discover/{flow_run.parameters['stream']}"
+
+
+def new_batches(stream: str, policy: str, storage_url: str | None = None) -> list[str]:
+    """Complete batches of ``stream`` that ``policy`` has no results for, oldest first."""
+    store = store_for(settings_for(storage_url))
+    done = set(batches.list_results(store, stream, policy))
+    return [b for b in batches.list_batches(store, stream) if b not in done]
+
+
+@flow(name="discover_batches", flow_run_name=_run_name, log_prints=False)
+def discover_batches(stream: str, policy: str = "learned", max_runs: int = 10,
+                     deployment: str = STREAM_BATCH_DEPLOYMENT,
+                     storage_url: str | None = None) -> list[str]:
+    """Start a stream_batch run for each new batch of a stream.
+
+    Args:
+        stream: the stream id to watch (``streams/<stream>/`` in the object store).
+        policy: the policy whose unprocessed batches get runs.
+        max_runs: at most this many runs per discovery; the rest wait for the next one.
+        deployment: the stream_batch deployment to start, ``<flow>/<deployment>``.
+        storage_url: object store URL; default from FMP_STORAGE_URL on the worker.
+
+    Returns:
+        The names of the flow runs started or found for the new batches.
+    """
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    todo = new_batches(stream, policy, storage_url)
+    if not todo:
+        logger.info("stream %s: no new batch for policy %s", stream, policy)
+        return []
+    query_id = batches.read_stream_info(store_for(settings_for(storage_url)), stream).query_id
+    labels = run_tags(stream, policy, query_id)
+    tag_flow_run(labels)
+    names = []
+    for batch in todo[:max_runs]:
+        params = {"stream": stream, "batch": batch, "policy": policy}
+        if storage_url:
+            params["storage_url"] = storage_url
+        run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
+                             flow_run_name=f"stream_batch/{stream}/{batch}", tags=labels,
+                             idempotency_key=f"{stream}/{policy}/{batch}")
+        state = run.state.name if run.state else "unknown"
+        logger.info("%s/%s: flow run %s (%s)", stream, batch, run.name, state)
+        names.append(run.name)
+    return names
