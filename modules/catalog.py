@@ -54,7 +54,55 @@ class FakeSpec(_Spec):
     n_params: int = Field(1, ge=0, description="Declared parameter count.")
 
 
-BackendSpec = Annotated[TorchVisionSpec | FactTableSpec | FakeSpec, Field(discriminator="kind")]
+#: What each transformers task can serve (find/exists/count from a detector, and so on).
+HF_TASK_FUNCTIONS: dict[str, frozenset[str]] = {
+    "zero-shot-object-detection": frozenset({"find", "exists", "count"}),
+    "visual-question-answering": frozenset({"exists", "count", "verify_property", "query"}),
+    "image-text-to-text": frozenset(FUNCTIONS),
+    "text-generation": frozenset({"llm_query"}),
+}
+
+
+class TransformersSpec(_Spec):
+    kind: Literal["transformers"] = "transformers"
+    model: str = Field(description="Hub model id, or a local directory with weights, config and processor.")
+    task: Literal["zero-shot-object-detection", "visual-question-answering", "image-text-to-text",
+                  "text-generation"] = Field(description="How the model is driven.")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, mps.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("float32", description="Weights dtype.")
+    threshold: float = Field(0.1, ge=0, le=1, description="Detection score threshold (detectors only).")
+    max_new_tokens: int = Field(32, gt=0, description="Most tokens a generated answer may have.")
+    local_files_only: bool = Field(False, description="Never reach the model hub (offline machines).")
+    n_params: int | None = Field(None, ge=0, description="Declared parameter count; counted when unset.")
+    flops_per_call: float | None = Field(
+        None, ge=0, description="Declared FLOPs per call; else estimated as 2 x params x tokens processed.")
+
+    def model_post_init(self, __context: Any) -> None:
+        super().model_post_init(__context)
+        served = HF_TASK_FUNCTIONS[self.task]
+        extra = sorted(set(self.functions) - served)
+        if extra:
+            raise ValueError(f"task {self.task!r} cannot serve {extra}; it serves {sorted(served)}")
+
+
+class OpenAISpec(_Spec):
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(pattern=r"^https?://", description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
+    model: str = Field(description="Model name at the endpoint.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
+    secret_block: str | None = Field(None, description="Prefect Secret block holding the key.")
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per request.")
+    max_retries: int = Field(3, ge=0, description="Retries of transient errors (429, 5xx, timeouts).")
+    backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles per retry.")
+    max_tokens: int = Field(64, gt=0, description="Most tokens an answer may have.")
+    max_concurrency: int = Field(4, ge=1, description="Requests in flight at once per group.")
+    n_params: int = Field(0, ge=0, description="Declared parameter count (endpoints do not report it).")
+    price_per_1m_input_tokens: float = Field(0.0, ge=0, description="$ per million prompt tokens.")
+    price_per_1m_output_tokens: float = Field(0.0, ge=0, description="$ per million completion tokens.")
+
+
+BackendSpec = Annotated[TorchVisionSpec | FactTableSpec | FakeSpec | TransformersSpec | OpenAISpec,
+                        Field(discriminator="kind")]
 _SPECS = TypeAdapter(list[BackendSpec])
 
 

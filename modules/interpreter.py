@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,20 @@ from modules.program import BUILTINS, CallSite, Program
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on one item's work: interpreter steps, loop iterations, module calls."""
+    """Bounds on one item's work and memory.
+
+    ``max_seconds`` counts the interpreter's own time on the item, not the time its
+    module calls wait for a backend. Strings, lists (elements counted through nested
+    lists) and integers are bounded so that no single operation can exhaust memory.
+    """
 
     max_steps: int = 20_000
     max_iterations: int = 1_000
     max_calls: int = 500
+    max_seconds: float = 2.0
+    max_str_len: int = 10_000
+    max_list_len: int = 10_000
+    max_int_bits: int = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,10 +57,11 @@ class _Return(Exception):
 
 
 class _Break(Exception):
-    pass
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
-class _Continue(Exception):
+class _Continue(_Break):
     pass
 
 
@@ -72,15 +83,18 @@ class Interpreter:
         self.env: dict[str, Any] = {program.param: ImagePatch.whole(image)}
         self.steps = 0
         self.calls = 0
+        self.busy_s = 0.0  # interpreter time spent before the last pause
+        self._resumed = time.perf_counter()
 
     def run(self) -> Run:
         """Yield PendingCalls; the generator's return value is the program's answer."""
+        self._resumed = time.perf_counter()
         try:
             yield from self._block(self.program.tree.body)
         except _Return as ret:
             return ret.value
-        except (_Break, _Continue):
-            raise ExecutionError("break/continue outside a loop") from None
+        except _Break as stray:  # ast.parse accepts a stray break; only running finds it
+            raise ExecutionError(f"line {stray.line}: break/continue outside a loop") from None
         return None
 
     def _tick(self, node: ast.AST) -> None:
@@ -88,6 +102,22 @@ class Interpreter:
         if self.steps > self.limits.max_steps:
             raise ExecutionError(f"line {getattr(node, 'lineno', '?')}: program exceeded "
                                  f"{self.limits.max_steps} steps")
+        if self.busy_s + time.perf_counter() - self._resumed > self.limits.max_seconds:
+            raise ExecutionError(f"line {getattr(node, 'lineno', '?')}: program exceeded its time "
+                                 f"limit of {self.limits.max_seconds:g}s on this item")
+
+    def _bounded(self, value: Any, node: ast.AST) -> Any:
+        """Refuse values that could exhaust memory: long strings, big lists, huge integers."""
+        where = f"line {getattr(node, 'lineno', '?')}"
+        if isinstance(value, str) and len(value) > self.limits.max_str_len:
+            raise ExecutionError(f"{where}: string of {len(value)} characters exceeds the limit "
+                                 f"of {self.limits.max_str_len}")
+        if isinstance(value, int) and value.bit_length() > self.limits.max_int_bits:
+            raise ExecutionError(f"{where}: integer exceeds {self.limits.max_int_bits} bits")
+        if isinstance(value, list) and _size(value, self.limits.max_list_len) > self.limits.max_list_len:
+            raise ExecutionError(f"{where}: list exceeds {self.limits.max_list_len} elements "
+                                 "(counting nested lists)")
+        return value
 
     def _block(self, body: list[ast.stmt]) -> Run:
         for stmt in body:
@@ -108,9 +138,9 @@ class Interpreter:
         elif isinstance(node, ast.Expr):
             yield from self._expr(node.value)
         elif isinstance(node, ast.Break):
-            raise _Break()
+            raise _Break(node.lineno)
         elif isinstance(node, ast.Continue):
-            raise _Continue()
+            raise _Continue(node.lineno)
 
     def _for(self, node: ast.For) -> Run:
         items = yield from self._expr(node.iter)
@@ -124,10 +154,10 @@ class Interpreter:
             self.env[node.target.id] = item
             try:
                 yield from self._block(node.body)
-            except _Break:
-                break
             except _Continue:
                 continue
+            except _Break:
+                break
 
     def _expr(self, node: ast.expr) -> Run:
         self._tick(node)
@@ -147,17 +177,20 @@ class Interpreter:
         if isinstance(node, ast.BinOp):
             left = yield from self._expr(node.left)
             right = yield from self._expr(node.right)
-            return _arith(_BINARY[type(node.op)], node, left, right)
+            return self._bounded(_arith(_BINARY[type(node.op)], node, left, right), node)
         if isinstance(node, ast.IfExp):
             test = yield from self._expr(node.test)
             return (yield from self._expr(node.body if _truth(test, node) else node.orelse))
         if isinstance(node, (ast.List, ast.Tuple)):
-            return (yield from self._exprs(node.elts))
+            return self._bounded((yield from self._exprs(node.elts)), node)
         if isinstance(node, ast.Subscript):
             return (yield from self._subscript(node))
         if isinstance(node, ast.JoinedStr):
             parts = yield from self._exprs(node.values)
-            return "".join(str(p) for p in parts)
+            if not all(isinstance(p, (str, int, float)) or p is None for p in parts):
+                raise ExecutionError(f"line {node.lineno}: f-strings format strings and numbers only, "
+                                     f"got {[type(p).__name__ for p in parts]}")
+            return self._bounded("".join(str(p) for p in parts), node)
         if isinstance(node, ast.FormattedValue):
             return (yield from self._expr(node.value))
         if isinstance(node, ast.Attribute):
@@ -217,7 +250,12 @@ class Interpreter:
             target = yield from self._expr(node.func.value)
             if not isinstance(target, ImagePatch) or node.func.attr not in PATCH_METHODS:
                 raise ExecutionError(f"line {node.lineno}: `.{node.func.attr}()` needs a patch")
-            return getattr(target, node.func.attr)(*args)
+            try:
+                return getattr(target, node.func.attr)(*args)
+            except TypeError as exc:
+                raise ExecutionError(f"line {node.lineno}: .{node.func.attr}(): {exc}") from None
+            except ExecutionError as exc:
+                raise ExecutionError(f"line {node.lineno}: {exc}") from None
         name = node.func.id
         if name in BUILTINS:
             try:
@@ -239,7 +277,9 @@ class Interpreter:
         if not all(isinstance(a, str) for a in args):
             raise ExecutionError(f"{site.id}: arguments after the patch must be strings, got {args!r}")
         call = Call(site.function, None if patch is None else patch.pixels, tuple(args))
+        self.busy_s += time.perf_counter() - self._resumed  # waiting on a backend is not our time
         output = yield PendingCall(site, call, patch)
+        self._resumed = time.perf_counter()
         _check_output(site, output)
         if site.function == "find":
             return [patch.child(box) for box in output]
@@ -277,6 +317,18 @@ def _arith(fn: Any, node: ast.AST, *values: Any) -> Any:
         return fn(*values)
     except ZeroDivisionError:
         raise ExecutionError(f"line {node.lineno}: division by zero") from None
+    except OverflowError as exc:
+        raise ExecutionError(f"line {node.lineno}: arithmetic overflow: {exc}") from None
+
+
+def _size(values: list[Any], limit: int) -> int:
+    """Elements of ``values`` counting through nested lists; stops counting past ``limit``."""
+    total, stack = 0, [values]
+    while stack and total <= limit:
+        current = stack.pop()
+        total += len(current)
+        stack.extend(v for v in current if isinstance(v, list))
+    return total
 
 
 def _attribute(node: ast.Attribute, value: Any) -> Any:

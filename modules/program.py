@@ -27,6 +27,10 @@ ARITY: dict[str, int] = {
 }
 #: Plain helpers a program may call; they cost nothing and reach no model.
 BUILTINS = frozenset({"len", "abs", "min", "max"})
+#: Bounds on a program's source, checked before anything else looks at it.
+MAX_SOURCE_CHARS = 20_000
+MAX_DEPTH = 64  # syntax-tree nesting; the reference programs need about 15
+MAX_INT_BITS = 64
 
 _STATEMENTS = (ast.Assign, ast.If, ast.For, ast.Return, ast.Expr, ast.Pass, ast.Break, ast.Continue)
 _EXPRESSIONS = (
@@ -86,10 +90,16 @@ def parse_program(source: str) -> Program:
     Raises:
         ProgramError: with line and column, when anything is outside the subset.
     """
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ProgramError(f"program source has {len(source)} characters; the limit is "
+                           f"{MAX_SOURCE_CHARS}", 1, 0)
     try:
         module = ast.parse(source)
     except SyntaxError as exc:
         raise ProgramError(f"syntax error: {exc.msg}", exc.lineno, exc.offset) from None
+    except (RecursionError, MemoryError):
+        raise ProgramError("program is nested too deeply to parse", 1, 0) from None
+    _check_depth(module)
     if len(module.body) != 1 or not isinstance(module.body[0], ast.FunctionDef):
         raise ProgramError("a program is exactly one function definition, `def f(image): ...`", 1, 0)
     fn = module.body[0]
@@ -115,6 +125,17 @@ def _function_name(node: ast.Call) -> str | None:
     return node.func.id if isinstance(node.func, ast.Name) else None
 
 
+def _check_depth(module: ast.Module) -> None:
+    """Reject deep nesting before the recursive checks and the interpreter meet it."""
+    stack: list[tuple[ast.AST, int]] = [(module, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ProgramError(f"program is nested more than {MAX_DEPTH} levels deep",
+                               getattr(node, "lineno", None), getattr(node, "col_offset", None))
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _check(node: ast.AST) -> None:
     where = (getattr(node, "lineno", None), getattr(node, "col_offset", None))
     if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
@@ -130,20 +151,35 @@ def _check(node: ast.AST) -> None:
         if not isinstance(node.target, ast.Name) or node.orelse:
             raise ProgramError("for-loops bind one plain name and have no else", *where)
     if isinstance(node, ast.Name):
-        _check_name(node.id, where)
+        _check_name(node, where)
     if isinstance(node, ast.Attribute):
         _check_attribute(node, where)
+    if isinstance(node, ast.Constant):
+        _check_constant(node.value, where)
+    children = list(ast.iter_child_nodes(node))
     if isinstance(node, ast.Call):
         _check_call(node, where)
-    if isinstance(node, ast.Constant) and not isinstance(node.value, (str, int, float, bool, type(None))):
-        raise ProgramError(f"constant {node.value!r} is not allowed", *where)
-    for child in ast.iter_child_nodes(node):
+        if isinstance(node.func, ast.Name):
+            children.remove(node.func)  # a called name is checked by _check_call, not as a value
+    for child in children:
         _check(child)
 
 
-def _check_name(name: str, where: tuple) -> None:
+def _check_constant(value: object, where: tuple) -> None:
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        raise ProgramError(f"constant {value!r} is not allowed", *where)
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ProgramError(f"integer constant exceeds {MAX_INT_BITS} bits", *where)
+
+
+def _check_name(node: ast.Name, where: tuple) -> None:
+    name = node.id
     if name.startswith("_"):
         raise ProgramError(f"name `{name}` is not allowed (no private or dunder names)", *where)
+    if name in ARITY or name in BUILTINS:
+        if isinstance(node.ctx, ast.Store):
+            raise ProgramError(f"cannot assign to `{name}`: it names a function", *where)
+        raise ProgramError(f"`{name}` is a function; call it, e.g. `{name}(...)`", *where)
 
 
 def _check_attribute(node: ast.Attribute, where: tuple) -> None:

@@ -15,6 +15,8 @@ KINDS: dict[str, str] = {
     "torch_vision": "modules.backends.vision:TorchVisionBackend",
     "fact_table": "modules.backends.facts:FactTableBackend",
     "fake": "modules.backends.fake:FakeBackend",
+    "transformers": "modules.backends.hf:TransformersBackend",
+    "openai": "modules.backends.openai_compat:OpenAIBackend",
 }
 
 _lock = threading.Lock()
