@@ -54,7 +54,7 @@ class GroupResult:
     outputs: list[Any]
     flops: list[float]
     params: int
-    price: float
+    prices: list[float]
     wall_ms: float
 
 
@@ -107,11 +107,8 @@ def answer_group(registry: Registry, request: GroupRequest) -> GroupResult:
                 outputs.append(CallFailure(f"{request.call_site}[{request.backend}]: {exc}"))
     wall_ms = (time.perf_counter() - start) * 1000
     flops = [backend.flops(c) for c in request.calls]
-    return GroupResult(outputs, flops, backend.params(), request_price(registry, request), wall_ms)
-
-
-def request_price(registry: Registry, request: GroupRequest) -> float:
-    return registry.spec(request.backend).price
+    prices = [backend.price(c) for c in request.calls]
+    return GroupResult(outputs, flops, backend.params(), prices, wall_ms)
 
 
 class BatchExecutor:
@@ -173,7 +170,7 @@ class BatchExecutor:
         tally.calls += 1
         tally.flops += result.flops[k]
         tally.params += result.params
-        tally.price += result.price
+        tally.price += result.prices[k]
         tally.wall_ms += result.wall_ms / len(req.calls)
 
     def _advance(self, outcome: ItemOutcome, gen: Any, value: Any,

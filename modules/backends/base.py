@@ -69,3 +69,7 @@ class Backend(ABC):
     @abstractmethod
     def params(self) -> int:
         """Parameter count of the model that answers (the paper's cost unit)."""
+
+    def price(self, call: Call) -> float:
+        """Declared $ cost of one answered call; per-token backends override it."""
+        return float(self.spec.price)

@@ -3,7 +3,7 @@
 Each call becomes one chat request: the question of ``fm_text.question_for`` and, except
 for llm_query, the call's image as a base64 PNG ``image_url`` part. Transient HTTP errors
 are retried by the client. The endpoint's token usage is recorded per call: FLOPs are
-2 x declared parameters x tokens, and ``usage``/``token_price`` give the token bill.
+2 x declared parameters x tokens, and ``usage``/``price`` give the token bill.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class OpenAIBackend(Backend):
         """(prompt, completion) tokens the endpoint reported for a call answered by ``infer``."""
         return self._usage.get(call, (0, 0))
 
-    def token_price(self, call: Call) -> float:
+    def price(self, call: Call) -> float:
         """The call's $ cost at the spec's per-token prices."""
         p, c = self.usage(call)
         return (p * self.spec.price_per_1m_input_tokens + c * self.spec.price_per_1m_output_tokens) / 1e6

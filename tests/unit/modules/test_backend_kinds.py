@@ -167,7 +167,7 @@ def test_openai_vision_chat_sends_images_retries_and_parses_answers() -> None:
     assert server.requests[1]["body"]["model"] == "qwen-vl" and backend._client.retries == 1
     assert backend.usage(calls[1]) == (300, 4)
     assert backend.flops(calls[1]) == 2.0 * 1000 * 304
-    assert backend.token_price(calls[1]) == pytest.approx((300 * 2.0 + 4 * 10.0) / 1e6)
+    assert backend.price(calls[1]) == pytest.approx((300 * 2.0 + 4 * 10.0) / 1e6)
     assert (backend.prompt_tokens, backend.completion_tokens) == (350, 29)
 
 
