@@ -32,7 +32,8 @@ POLICIES: dict[str, PolicySpec] = {
     p.name: p
     for p in (
         # start on the largest backends and move down as cheaper ones prove right
-        PolicySpec("learned", "thompson", options={"escalation_prior": 0.5, "prior_var": 0.1}),
+        PolicySpec("learned", "thompson",
+                   options={"escalation_prior": 0.5, "prior_var": 0.05, "explore": 0.5}),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
         PolicySpec("random", "random"),
