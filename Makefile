@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: install demo test weights clean
+.PHONY: install demo test e2e serve weights clean
 
 install: $(STAMP)
 
@@ -24,8 +24,18 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	PREFECT_HOME=$(CURDIR)/.fmp/prefect $(BIN)/python -m flows.demo $(if $(S3),--s3,)
 
+# Everything, the e2e test included (it skips only when /usr/bin/chromium is missing).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Only the end-to-end test: prefect server, deploy, a worker, the UI in headless Chromium.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m e2e tests/e2e
+
+# A local Prefect server + moto S3 + every deployment + a worker (Ctrl-C stops all).
+# FMP_CATALOG=tests/integration/fake_catalog.yaml make serve runs without trained weights.
+serve: $(STAMP)
+	scripts/serve.sh
 
 weights: $(STAMP)
 	$(BIN)/python -m benchmarks.train

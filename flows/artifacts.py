@@ -114,7 +114,8 @@ class FeedbackReport:
     savings: float | None
     saved_flops: float | None
     saved_price: float | None
-    old_version: int
+    old_version: int  # the version that routed this batch
+    parent: int | None  # the new version's parent (the latest before it)
     new_version: int | None
     note: str
     before: Shares
@@ -131,16 +132,17 @@ def feedback_markdown(r: FeedbackReport) -> str:
         f"| labelled items in this batch | {r.labelled} |",
         f"| accuracy on this batch | {percent_text(r.batch_accuracy)} |",
         f"| accuracy so far | {percent_text(r.accuracy)} |",
-        f"| items so far | {r.items} |",
+        f"| items answered so far | {r.items} |",
         f"| cost per item so far | {flops_text(r.flops_per_item)}, {money_text(r.price_per_item)} |",
         f"| savings vs monolithic so far | {percent_text(r.savings)} "
         f"({flops_text(r.saved_flops)}, {money_text(r.saved_price)}) |",
         "",
     ]
     if r.new_version is None:
-        lines.append(f"No new policy version: {r.batch} was already learned; v{r.old_version} stays.")
+        lines.append(f"No new policy version: {r.batch} was already learned.")
         return "\n".join(lines)
-    lines += [f"New policy version **v{r.new_version}** (parent v{r.old_version}): {r.note}.", "",
+    parent = f"parent v{r.parent}" if r.parent is not None else "no parent"
+    lines += [f"New policy version **v{r.new_version}** ({parent}): {r.note}.", "",
               f"## How its choices moved on {r.batch}'s items",
               "", f"| call site | backend | v{r.old_version} chose | v{r.new_version} would choose |",
               "|---|---|---:|---:|"]

@@ -11,8 +11,13 @@ import os
 import sys
 from collections.abc import Callable
 
+from typing import TYPE_CHECKING, Any
+
 from flows._runtime import settings_for, store_for
 from flows.progress import progress, spinner
+
+if TYPE_CHECKING:
+    from policy_store.store import PolicyStore
 
 Command = Callable[[argparse.Namespace], int]
 #: No analytics or tracking, and time for a temporary server's first start on a slow machine.
@@ -112,7 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # --- the ledger and policies ----------------------------------------------------------------------
 
-def _reader(args: argparse.Namespace):  # -> PolicyStore, imported lazily
+def _reader(args: argparse.Namespace) -> PolicyStore:
+    """A read-only store on the ledger file; a clear error when there is none yet."""
     from policy_store.store import PolicyStore
 
     settings = settings_for(db_path=args.db)
@@ -210,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default FMP_STORAGE_URL or .fmp/objects)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Command, help: str, into=sub) -> argparse.ArgumentParser:
+    def add(name: str, fn: Command, help: str, into: Any = sub) -> argparse.ArgumentParser:
         p = into.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
@@ -257,11 +263,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Longer messages (a model's state-dict mismatch, say) are cut; --debug shows them whole.
+MAX_ERROR_CHARS = 400
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one line: its message's lines joined, DuckDB's caret lines dropped."""
     lines = [ln.strip() for ln in str(exc).splitlines()]
-    text = " ".join(ln for ln in lines if ln and set(ln) != {"^"})
-    return text or type(exc).__name__
+    text = " ".join(ln for ln in lines if ln and set(ln) != {"^"}) or type(exc).__name__
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS].rstrip() + " … (--debug shows the rest)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,13 @@ Scheduled per stream (see prefect.yaml). Each run lists the stream's complete ba
 (those with a manifest) and starts the ``stream_batch/stream-batch`` deployment for each
 one the policy has no results for. The run's idempotency key is
 ``<stream>/<policy>/<batch>``, so a batch gets one run however often discovery sees it
-before that run finishes; retry a failed one from the UI.
+before that run finishes. A run that failed, crashed or was cancelled gets a successor
+(key ``...#2``, ``...#3``) on a later discovery, up to ``MAX_ATTEMPTS`` runs per batch.
 """
 
 from __future__ import annotations
+
+import logging
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -18,6 +21,9 @@ from storage import batches
 
 #: The deployment discovery starts, as ``<flow name>/<deployment name>``.
 STREAM_BATCH_DEPLOYMENT = "stream_batch/stream-batch"
+#: Runs per batch before discovery gives up on it (then rerun it from the UI or the CLI).
+MAX_ATTEMPTS = 3
+_GAVE_UP = {"FAILED", "CRASHED", "CANCELLED"}
 
 
 def _run_name() -> str:
@@ -62,10 +68,16 @@ def discover_batches(stream: str, policy: str = "learned", max_runs: int = 10,
         params = {"stream": stream, "batch": batch, "policy": policy}
         if storage_url:
             params["storage_url"] = storage_url
-        run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
-                             flow_run_name=f"stream_batch/{stream}/{batch}", tags=labels,
-                             idempotency_key=f"{stream}/{policy}/{batch}")
-        state = run.state.name if run.state else "unknown"
-        logger.info("%s/%s: flow run %s (%s)", stream, batch, run.name, state)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            key = f"{stream}/{policy}/{batch}" + (f"#{attempt}" if attempt > 1 else "")
+            run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
+                                 flow_run_name=f"stream_batch/{stream}/{batch}", tags=labels,
+                                 idempotency_key=key)
+            state = run.state.type.value if run.state else "UNKNOWN"
+            if state not in _GAVE_UP:
+                break
+        logger.log(logging.WARNING if state in _GAVE_UP else logging.INFO,
+                   "%s/%s: flow run %s is %s (attempt %d of %d)", stream, batch, run.name,
+                   state, attempt, MAX_ATTEMPTS)
         names.append(run.name)
     return names

@@ -30,10 +30,10 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
     items_run, accuracy, flops, price, savings, saved_flops, saved_price = (
         so_far[0] if so_far else (0, None, None, None, None, None, None))
     _, this = db.query(_BATCH, {**keys, "batch": batch})
-    note, after = "", Shares()
+    note, parent, after = "", None, Shares()
     if summary.new_version is not None:
         version = db.get_version(stream, policy, summary.new_version)
-        note = version.note
+        note, parent = version.note, version.parent
         program = load_program(batches.read_stream_info(store, stream), policy)
         after = replayed_choices(registry, program, policy, version,
                                  f"{stream}/{batch}/{policy}/v{version.version}", rows)
@@ -43,4 +43,4 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
         batch_accuracy=this[0][0] if this else None, accuracy=accuracy, items=int(items_run or 0),
         flops_per_item=per_item(flops), price_per_item=per_item(price), savings=savings,
         saved_flops=saved_flops, saved_price=saved_price, old_version=marker.policy_version,
-        new_version=summary.new_version, note=note, before=made_choices(rows), after=after)
+        parent=parent, new_version=summary.new_version, note=note, before=made_choices(rows), after=after)
