@@ -23,6 +23,8 @@ SHAPES = ("circle", "square", "triangle")  # == benchmarks.scenes.SHAPES (class 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
 ANY_SHAPE = ("object", "shape")
 Q_BUCKETS = 64
+CHUNK = 32  # calls per forward pass
+CANVAS = 128  # scene size the detectors were trained at (benchmarks.scenes.SIZE)
 MIN_AREA_FRAC = 1.5 / 1024  # components smaller than this fraction of the input are noise
 
 
@@ -80,7 +82,11 @@ class AttrNet(nn.Module):
 
 
 class MonoVQA(nn.Module):
-    """Monolithic image+question model: wide CNN, FiLM by a hashed bag of words, yes/no logit."""
+    """Monolithic image+question model: wide CNN, FiLM by a hashed bag of words, yes/no logit.
+
+    ``aux`` exposes per-pixel shape/colour logits (stride 4) used only as an auxiliary
+    training loss; inference never computes them.
+    """
 
     functions: ClassVar[frozenset[str]] = frozenset({"query"})
 
@@ -89,21 +95,35 @@ class MonoVQA(nn.Module):
         w = width
         self.stem, self.s1 = conv(5, w), conv(w, w, 2)  # +2 coordinate channels for relations
         self.s2, self.s3 = conv(w, 2 * w), conv(2 * w, 2 * w, 2)
-        self.s4, self.s5, self.s6 = conv(2 * w, 2 * w), conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w)
+        self.s4, self.s5, self.s6 = conv(2 * w + 2, 2 * w), conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w)
+        self.aux = nn.Conv2d(2 * w, 1 + len(SHAPES) + 1 + len(COLOURS), 1)
         self.film = nn.Linear(Q_BUCKETS, 2 * (2 * w + 4 * w))
         self.out = nn.Sequential(nn.Linear(8 * w + Q_BUCKETS, 2 * w), nn.ReLU(), nn.Linear(2 * w, 1))
         self.w = w
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        n, _, hgt, wid = x.shape
-        ys = torch.linspace(-1, 1, hgt, device=x.device).view(1, 1, hgt, 1).expand(n, 1, hgt, wid)
-        xs = torch.linspace(-1, 1, wid, device=x.device).view(1, 1, 1, wid).expand(n, 1, hgt, wid)
-        h = self.s3(self.s2(self.s1(self.stem(torch.cat([_normalise(x), xs, ys], 1)))))
+    def forward(self, x: torch.Tensor, q: torch.Tensor, aux: bool = False) -> Any:
+        h = self.trunk(x)
+        logit = self.head(h, q)
+        return (logit, self.aux(h)) if aux else logit
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Question-independent features at stride 4 (most of the FLOPs)."""
+        return self.s3(self.s2(self.s1(self.stem(_with_coords(_normalise(x))))))
+
+    def head(self, h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Question-conditioned (FiLM) layers and the yes/no logit."""
         g1, b1, g2, b2 = torch.split(self.film(q), [2 * self.w, 2 * self.w, 4 * self.w, 4 * self.w], 1)
-        h = self.s4(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None])
-        h = self.s6(self.s5(h) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
-        f = torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)
-        return self.out(f).squeeze(1)
+        h = _with_coords(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None])
+        h = self.s6(self.s5(self.s4(h)) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
+        return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)).squeeze(1)
+
+
+def _with_coords(x: torch.Tensor) -> torch.Tensor:
+    """Append x/y coordinate channels in [-1, 1] (relations like 'left of' need position)."""
+    n, _, hgt, wid = x.shape
+    ys = torch.linspace(-1, 1, hgt, device=x.device).view(1, 1, hgt, 1).expand(n, 1, hgt, wid)
+    xs = torch.linspace(-1, 1, wid, device=x.device).view(1, 1, 1, wid).expand(n, 1, hgt, wid)
+    return torch.cat([x, xs, ys], 1)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA}
@@ -171,6 +191,26 @@ def _scale_box(box: Box, size: int, width: int, height: int) -> Box:
             min(width, int(np.ceil(x1 * sx))), min(height, int(np.ceil(y1 * sy))))
 
 
+def _canvas(image: np.ndarray) -> np.ndarray:
+    """Pad a small crop (bottom/right) to the scene scale the detectors were trained at.
+
+    Upscaling a crop would make objects bigger than any seen in training; padding with the
+    crop's median border colour (background-like) keeps their size.
+    """
+    h, w = image.shape[:2]
+    if h >= CANVAS and w >= CANVAS:
+        return image
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    out = np.empty((max(h, CANVAS), max(w, CANVAS), 3), dtype=np.uint8)
+    out[:] = np.median(border, axis=0).astype(np.uint8)
+    out[:h, :w] = image
+    return out
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    return (min(box[0], width), min(box[1], height), min(box[2], width), min(box[3], height))
+
+
 def _shape_filter(name: str) -> set[int]:
     if name in ANY_SHAPE:
         return {1, 2, 3}
@@ -234,17 +274,19 @@ class TorchVisionBackend(Backend):
             self._check_args(c)
         live = [i for i, c in enumerate(calls) if not _empty(c.image)]
         answers: list[Any] = [self._empty_answer(c) for c in calls]
-        if live:
-            batch = to_batch([calls[i].image for i in live], self.spec.input_size)
+        for start in range(0, len(live), CHUNK):  # bounded memory for big batches
+            part = [calls[i] for i in live[start:start + CHUNK]]
+            images = [_canvas(c.image) if isinstance(self.model, SegDet) else c.image for c in part]
+            batch = to_batch(images, self.spec.input_size)
             with torch.inference_mode():
                 if isinstance(self.model, SegDet):
-                    results = self._detect(batch, [calls[i] for i in live])
+                    results = self._detect(batch, part)
                 elif isinstance(self.model, AttrNet):
-                    results = self._attributes(batch, [calls[i] for i in live])
+                    results = self._attributes(batch, part)
                 else:
-                    q = torch.stack([encode_question(calls[i].args[0]) for i in live])
+                    q = torch.stack([encode_question(c.args[0]) for c in part])
                     results = ["yes" if v > 0 else "no" for v in self.model(batch, q).tolist()]
-            for i, r in zip(live, results):
+            for i, r in zip(live[start:start + CHUNK], results):
                 answers[i] = r
         return answers
 
@@ -276,7 +318,10 @@ class TorchVisionBackend(Backend):
         for cmap, call in zip(classes, calls):
             keep = _shape_filter(call.args[0])
             h, w = call.image.shape[:2]
-            boxes = [_scale_box(b, size, w, h) for c, b in components(cmap, min_area) if c in keep]
+            ch, cw = max(h, CANVAS), max(w, CANVAS)
+            boxes = [_clip(_scale_box(b, size, cw, ch), w, h)
+                     for c, b in components(cmap, min_area) if c in keep]
+            boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
             out.append({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function])
         return out
 

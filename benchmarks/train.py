@@ -1,0 +1,303 @@
+"""Train every torch_vision backend of the catalog on procedural scenes: ``python -m benchmarks.train``.
+
+Seeded and reproducible. Training scenes use seeds >= 10_000_000 (disjoint from evaluation and
+tests); held-out scenes use seeds >= 20_000_000. Weights are float16 state_dicts in
+modules/weights/<name>.pt. Prints per model: train time and held-out accuracy by difficulty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.scenes import COLOURS, DIFFICULTIES, SHAPES, Scene, generate_scene, shape_mask
+from modules.backends.base import Call
+from modules.backends.vision import ARCHITECTURES, TorchVisionBackend, encode_question, to_batch
+from modules.catalog import WEIGHTS_DIR, TorchVisionSpec, load_catalog
+
+TRAIN_SEED, EVAL_SEED = 10_000_000, 20_000_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Optimisation schedule of one model (fixed step counts: reproducible, not time-based)."""
+
+    steps: int
+    batch: int
+    lr: float
+    phases: tuple[tuple[int, int], ...] = ()  # mono: (input size, steps) curriculum, cheap sizes first
+    crop: int = 0  # segdet: train on random crops this big (fully convolutional; cheaper per step)
+
+
+PLANS: dict[str, Plan] = {
+    "det-s": Plan(500, 32, 4e-3), "det-m": Plan(450, 32, 4e-3, crop=40),
+    "det-l": Plan(600, 24, 3e-3, crop=56),
+    "attr-s": Plan(400, 64, 4e-3), "attr-m": Plan(500, 64, 4e-3), "attr-l": Plan(1200, 64, 3e-3),
+    "vqa-mono": Plan(370, 24, 2e-3, phases=((32, 150), (64, 200), (128, 20))),
+}
+
+
+def scenes(n: int, base: int) -> list[Scene]:
+    return [generate_scene(base + i) for i in range(n)]
+
+
+def resize_all(images: np.ndarray, size: int) -> torch.Tensor:
+    """(N,H,W,3) uint8 -> (N,3,size,size) float; chunked; same op as inference."""
+    chunks: list[torch.Tensor] = []
+    for i in range(0, len(images), 256):
+        t = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 255.0
+        if t.shape[-1] != size:
+            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        chunks.append(t)
+    return torch.cat(chunks)
+
+
+def _fit(model: torch.nn.Module, plan: Plan, n: int, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+         seed: int) -> None:
+    """Adam + one-cycle over ``plan.steps`` minibatches of indices into ``n`` examples."""
+    opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, plan.lr, total_steps=plan.steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    start, running = time.time(), 0.0
+    for step in range(plan.steps):
+        idx = torch.randint(0, n, (plan.batch,), generator=gen)
+        loss = loss_fn(idx)
+        running += loss.item()
+        if (step + 1) % 100 == 0:
+            print(f"    step {step + 1}/{plan.steps} loss {running / 100:.3f} {time.time() - start:.0f}s",
+                  flush=True)
+            running = 0.0
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+
+
+def train_segdet(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+    s = spec.input_size
+    x = resize_all(data["images"], s)
+    y = F.interpolate(torch.from_numpy(data["masks"])[:, None].float(), size=(s, s),
+                      mode="nearest-exact")[:, 0].long()
+    model = ARCHITECTURES["segdet"](width=spec.width)
+    weight = torch.tensor([1.0, 3.0, 3.0, 3.0])  # objects are a small fraction of pixels
+    crop = plan.crop or s
+    gen = torch.Generator().manual_seed(11)
+
+    def loss(i: torch.Tensor) -> torch.Tensor:
+        oy, ox = (int(v) for v in torch.randint(0, s - crop + 1, (2,), generator=gen))
+        xb, yb = x[i, :, oy:oy + crop, ox:ox + crop], y[i, oy:oy + crop, ox:ox + crop]
+        return F.cross_entropy(model(xb), yb, weight=weight)
+
+    _fit(model, plan, len(x), loss, 1)
+    return model
+
+
+def object_crops(scene_list: list[Scene], rng: np.random.Generator | None
+                 ) -> tuple[list[np.ndarray], list[int], list[int], list[str]]:
+    """Crops of visible objects; with ``rng``, each box side jitters by up to 2 px like a detector's."""
+    crops, colours, shapes, diffs = [], [], [], []
+    for sc in scene_list:
+        for o in sc.visible_objects:
+            x0, y0, x1, y1 = o.box
+            if rng is not None:
+                d = rng.integers(-2, 3, size=4)
+                x0, y0 = max(0, x0 + d[0]), max(0, y0 + d[1])
+                x1, y1 = min(128, max(x0 + 2, x1 + d[2])), min(128, max(y0 + 2, y1 + d[3]))
+            crops.append(sc.image[y0:y1, x0:x1])
+            colours.append(COLOURS.index(o.colour))
+            shapes.append(SHAPES.index(o.shape))
+            diffs.append(sc.difficulty)
+    return crops, colours, shapes, diffs
+
+
+def train_attr(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+    x = to_batch(data["crops"], spec.input_size)
+    yc, ys = torch.tensor(data["colours"]), torch.tensor(data["shapes"])
+    model = ARCHITECTURES["attr"](width=spec.width)
+
+    def loss(i: torch.Tensor) -> torch.Tensor:
+        lc, ls = model(x[i])
+        return F.cross_entropy(lc, yc[i]) + F.cross_entropy(ls, ys[i])
+
+    _fit(model, plan, len(x), loss, 2)
+    return model
+
+
+def train_mono(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+    """Yes/no loss plus an auxiliary per-pixel shape/colour loss (dense signal, faster learning)."""
+    model = ARCHITECTURES["mono"](width=spec.width)
+    qs, truth, own = data["query_vectors"], data["truth"], data["own"]
+    for n, (size, steps) in enumerate(plan.phases or ((spec.input_size, plan.steps),)):
+        phase = Plan(steps, plan.batch, plan.lr / (1 + n))  # later (finer) phases fine-tune
+        x = resize_all(data["images"], size)
+        shape_t, colour_t = (F.interpolate(torch.from_numpy(data[key])[:, None].float(), size=size // 4,
+                                           mode="nearest-exact")[:, 0].long() for key in ("masks", "colours"))
+        weight = torch.tensor([0.3] + [1.0] * 3), torch.tensor([0.3] + [1.0] * 6)
+
+        def loss(i: torch.Tensor) -> torch.Tensor:
+            # Every image answers every demo question: one trunk pass, one cheap head per question.
+            h = model.trunk(x[i])
+            dense = model.aux(h)
+            qa = sum(F.binary_cross_entropy_with_logits(model.head(h, qk.expand(len(i), -1)), truth[i, k],
+                                                        weight=torch.where(own[i] == k, 1.0, 0.5))
+                     for k, qk in enumerate(qs))
+            return (qa
+                    + 0.5 * F.cross_entropy(dense[:, :4], shape_t[i], weight=weight[0])
+                    + 0.5 * F.cross_entropy(dense[:, 4:], colour_t[i], weight=weight[1]))
+
+        _fit(model, phase, len(x), loss, 3 + size)
+    return model
+
+
+def colour_map(scene: Scene) -> np.ndarray:
+    """Per-pixel 0 (background) or 1 + colour index of the top-most object (re-rasterised)."""
+    out = np.zeros(scene.mask.shape, dtype=np.int8)
+    for o in sorted(scene.objects, key=lambda o: o.z):
+        m = shape_mask(o.shape, o.size)
+        ys, xs = np.nonzero(m)
+        m = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]  # tight: aligned with o.box
+        x0, y0, x1, y1 = o.box
+        out[y0:y1, x0:x1][m] = 1 + COLOURS.index(o.colour)
+    return out
+
+
+def mono_set(n_per_query: int, base: int) -> dict:
+    """Balanced yes/no examples per demo query; negatives are mostly near misses."""
+    from benchmarks.queries import DEMO_QUERIES
+
+    images, masks, colours, questions, labels, diffs, qids = [], [], [], [], [], [], []
+    truth: list[list[float]] = []
+    own: list[int] = []
+    seed = base
+    for qi, query in enumerate(DEMO_QUERIES):
+        got = {True: 0, False: 0}
+        while min(got.values()) < n_per_query:
+            seed += 1
+            kind = seed % 3  # forced positives / near misses / plain scenes
+            force = (query.force if kind == 0 else
+                     query.near_misses[seed // 3 % len(query.near_misses)] if kind == 1 else ())
+            sc = generate_scene(seed, force=force)
+            t = query.truth(sc)
+            if got[t] >= n_per_query:
+                continue
+            got[t] += 1
+            images.append(sc.image); masks.append(sc.mask); colours.append(colour_map(sc))
+            truth.append([float(other.truth(sc)) for other in DEMO_QUERIES]); own.append(qi)
+            questions.append(encode_question(query.question))
+            labels.append(float(t)); diffs.append(sc.difficulty); qids.append(query.query_id)
+    return {"images": np.stack(images), "masks": np.stack(masks), "colours": np.stack(colours),
+            "questions": torch.stack(questions), "truth": torch.tensor(truth), "own": torch.tensor(own),
+            "query_vectors": torch.stack([encode_question(q.question) for q in DEMO_QUERIES])[:, None],
+            "labels": torch.tensor(labels), "diffs": diffs, "qids": qids}
+
+
+def _table(hits: dict[str, list[bool]]) -> str:
+    return "  ".join(f"{d}={np.mean(hits[d]):.3f}(n={len(hits[d])})" for d in DIFFICULTIES if hits[d])
+
+
+def eval_detector(backend: TorchVisionBackend, scene_list: list[Scene]) -> dict[str, dict[str, list[bool]]]:
+    """Recall of visible objects (same shape, IoU >= 0.5) and per-shape count accuracy."""
+    recall: dict[str, list[bool]] = defaultdict(list)
+    counts: dict[str, list[bool]] = defaultdict(list)
+    for sc in scene_list:
+        found = backend.infer([Call("find", sc.image, (s,)) for s in SHAPES])
+        for shape, boxes in zip(SHAPES, found):
+            truth = [o for o in sc.visible_objects if o.shape == shape]
+            counts[sc.difficulty].append(len(boxes) == len(truth))
+            for o in truth:
+                recall[sc.difficulty].append(any(_iou(o.box, b) >= 0.5 for b in boxes))
+    return {"recall": recall, "count": counts}
+
+
+def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def eval_attr(backend: TorchVisionBackend, data: dict) -> dict[str, dict[str, list[bool]]]:
+    calls = [Call("query", c, ("what colour is this?",)) for c in data["crops"]]
+    calls += [Call("query", c, ("what shape is this?",)) for c in data["crops"]]
+    answers = backend.infer(calls)
+    n = len(data["crops"])
+    colour: dict[str, list[bool]] = defaultdict(list)
+    shape: dict[str, list[bool]] = defaultdict(list)
+    for i, d in enumerate(data["diffs"]):
+        colour[d].append(answers[i] == COLOURS[data["colours"][i]])
+        shape[d].append(answers[n + i] == SHAPES[data["shapes"][i]])
+    return {"colour": colour, "shape": shape}
+
+
+def eval_mono(backend: TorchVisionBackend, data: dict, questions: dict[str, str]) -> dict[str, dict[str, list[bool]]]:
+    calls = [Call("query", img, (questions[qid],)) for img, qid in zip(data["images"], data["qids"])]
+    answers = backend.infer(calls)
+    acc: dict[str, list[bool]] = defaultdict(list)
+    for a, y, d in zip(answers, data["labels"].tolist(), data["diffs"]):
+        acc[d].append((a == "yes") == bool(y))
+    return {"yes/no": acc}
+
+
+def save(model: torch.nn.Module, spec: TorchVisionSpec) -> None:
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    torch.save(state, WEIGHTS_DIR / spec.weights)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train (or with --only, retrain some of) the catalog's torch_vision backends."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", nargs="*", help="backend names to train (default: all)")
+    ap.add_argument("--scenes", type=int, default=3000, help="training scenes for detectors/attr")
+    ap.add_argument("--mono-per-query", type=int, default=600, help="positives (=negatives) per query")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    specs = [s for s in load_catalog() if s.kind == "torch_vision" and (not args.only or s.name in args.only)]
+    t0 = time.time()
+    train = scenes(args.scenes, TRAIN_SEED)
+    held = scenes(400, EVAL_SEED)
+    seg = {"images": np.stack([s.image for s in train]), "masks": np.stack([s.mask for s in train])}
+    crops, colours, shapes, _ = object_crops(train, np.random.default_rng(0))
+    attr = {"crops": crops, "colours": colours, "shapes": shapes}
+    c, co, sh, di = object_crops(held, None)
+    attr_held = {"crops": c, "colours": co, "shapes": sh, "diffs": di}
+    print(f"data: {len(train)} scenes, {len(crops)} crops in {time.time() - t0:.1f}s", flush=True)
+    for spec in specs:
+        start = time.time()
+        plan = PLANS[spec.name]
+        if spec.architecture == "segdet":
+            model, evaluate = train_segdet(spec, seg, plan), lambda b: eval_detector(b, held)
+        elif spec.architecture == "attr":
+            model, evaluate = train_attr(spec, attr, plan), lambda b: eval_attr(b, attr_held)
+        else:
+            from benchmarks.queries import DEMO_QUERIES
+
+            mono = mono_set(args.mono_per_query, TRAIN_SEED + 1_000_000)
+            model = train_mono(spec, mono, plan)
+            mono_held = mono_set(80, EVAL_SEED + 1_000_000)
+            qs = {q.query_id: q.question for q in DEMO_QUERIES}
+            evaluate = lambda b: eval_mono(b, mono_held, qs)  # noqa: E731
+        took = time.time() - start
+        save(model, spec)
+        backend = TorchVisionBackend(spec)
+        backend.setup()
+        for metric, hits in evaluate(backend).items():
+            print(f"{spec.name:9s} {metric:7s} {_table(hits)}", flush=True)
+        print(f"{spec.name:9s} trained in {took:.1f}s  flops={backend.flops(Call('find', None)):.3g} "
+              f"params={backend.params()}", flush=True)
+    print(f"total {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
