@@ -90,7 +90,8 @@ def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersi
     """Read (never write) the latest policy version; none before the first feedback."""
     if not settings.database.exists():
         return None
-    return PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s).latest_version(stream, policy)
+    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
+    return db.latest_version(stream, policy) if db.initialised() else None
 
 
 def _row(outcome: ItemOutcome, features: np.ndarray, stream: str, batch: str) -> ResultRow:

@@ -72,7 +72,9 @@ class PolicyStore(VersionsMixin):
             if not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.url = f"duckdb:///{self.path}"
-            connect_args = {"read_only": True} if read_only else {}
+            # files stay readable by the duckdb 1.5 shell (the newest CLI on PyPI)
+            config = {"storage_compatibility_version": "v1.5.0"}
+            connect_args = {"read_only": True, "config": config} if read_only else {"config": config}
         self.engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
 
     def _run(self, fn: Callable[[Connection], T]) -> T:
@@ -96,6 +98,10 @@ class PolicyStore(VersionsMixin):
                     ) from exc
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 1.0)
+
+    def initialised(self) -> bool:
+        """True when the schema exists (``init()`` has run on this database)."""
+        return self._run(lambda conn: sa.inspect(conn).has_table(schema.policy_versions.name))
 
     def init(self) -> None:
         """Create tables and (re)create views; safe to call any number of times."""
