@@ -40,7 +40,7 @@ PLANS: dict[str, Plan] = {
     "det-s": Plan(500, 32, 4e-3), "det-m": Plan(450, 32, 4e-3, crop=40),
     "det-l": Plan(600, 24, 3e-3, crop=56),
     "attr-s": Plan(400, 64, 4e-3), "attr-m": Plan(500, 64, 4e-3), "attr-l": Plan(1200, 64, 3e-3),
-    "vqa-mono": Plan(370, 24, 2e-3, phases=((32, 150), (64, 200), (128, 20))),
+    "vqa-mono": Plan(480, 24, 2e-3, phases=((32, 150), (64, 300), (128, 30))),
 }
 
 

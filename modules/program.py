@@ -24,6 +24,7 @@ ARITY: dict[str, int] = {
     "verify_property": 3,
     "query": 2,
     "llm_query": 1,
+    "read_text": 1,
 }
 #: Plain helpers a program may call; they cost nothing and reach no model.
 BUILTINS = frozenset({"len", "abs", "min", "max"})

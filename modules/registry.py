@@ -17,6 +17,9 @@ KINDS: dict[str, str] = {
     "fake": "modules.backends.fake:FakeBackend",
     "transformers": "modules.backends.hf:TransformersBackend",
     "openai": "modules.backends.openai_compat:OpenAIBackend",
+    "ocr": "modules.backends.ocr:OCRBackend",
+    "text_encoder": "modules.backends.text_encoder:TextEncoderBackend",
+    "mobilenet": "modules.backends.mobilenet:MobileNetBackend",
 }
 
 _lock = threading.Lock()

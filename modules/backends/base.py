@@ -20,6 +20,7 @@ FUNCTIONS: dict[str, str] = {
     "verify_property": "bool",
     "query": "str",
     "llm_query": "str",
+    "read_text": "str",  # the text written in the patch: upper-case words, "" if none
 }
 
 Box = tuple[int, int, int, int]
@@ -34,7 +35,8 @@ class Call:
         image: the HxWx3 uint8 pixels the call looks at (a crop for patch calls);
             ``None`` for ``llm_query``.
         args: the call's string arguments: ``(name,)`` for find/exists/count,
-            ``(name, prop)`` for verify_property, ``(question,)`` for query/llm_query.
+            ``(name, prop)`` for verify_property, ``(question,)`` for query/llm_query,
+            ``()`` for read_text.
     """
 
     function: str

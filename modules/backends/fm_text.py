@@ -41,6 +41,8 @@ def question_for(call: Call) -> str:
         h, w = call.image.shape[:2] if call.image is not None else (0, 0)
         return (f"Find every {name} in the image ({w}x{h} pixels). Answer with a JSON list of "
                 "boxes [x0, y0, x1, y1] in pixels, [] if there is none.")
+    if call.function == "read_text":
+        return "What text is written in the image? Answer with the text only, or none."
     return name  # query / llm_query: the program's own question
 
 

@@ -141,7 +141,8 @@ def to_batch(images: list[np.ndarray], size: int) -> torch.Tensor:
     """Stack HxWx3 uint8 images as (N,3,size,size) floats in [0,1] (antialiased bilinear)."""
     out = []
     for img in images:
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        # a copy: crops are read-only views of the decoded image
+        t = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
         if t.shape[-2:] != (size, size):
             t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(t)

@@ -12,7 +12,7 @@ from modules.patch import PATCH_ATTRIBUTES, PATCH_METHODS
 from modules.program import ARITY, BUILTINS
 
 #: Bumped whenever the prompt text changes: stored with every synthesized program.
-PROMPT_VERSION = "api-prompt/1"
+PROMPT_VERSION = "api-prompt/2"
 
 #: Generic functions: argument types and return type.
 FUNCTION_SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -22,6 +22,7 @@ FUNCTION_SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {
     "verify_property": (("patch", "str", "str"), "bool"),
     "query": (("patch", "str"), "str"),
     "llm_query": (("str",), "str"),
+    "read_text": (("patch",), "str"),
 }
 FUNCTION_DOCS: dict[str, str] = {
     "find": "find(patch, name) -> list[patch]: every object called `name` inside the patch",
@@ -31,6 +32,8 @@ FUNCTION_DOCS: dict[str, str] = {
                        "patch have `property` (a colour such as \"red\")?",
     "query": "query(patch, question) -> str: a short answer to a question about the patch",
     "llm_query": "llm_query(question) -> str: a short answer from a language model (no image)",
+    "read_text": "read_text(patch) -> str: the text written in the patch, upper case words "
+                 "joined by one space (\"\" if none), e.g. \"STOP\"",
 }
 #: Patch methods: argument types and return type.
 METHOD_SIGNATURES: dict[str, tuple[tuple[str, ...], str]] = {

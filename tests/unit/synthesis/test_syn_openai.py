@@ -34,7 +34,8 @@ def test_invalid_answers_are_sent_back_with_their_errors_until_one_validates() -
         result = synthesize(TASK, LLMSynthesizer("openai", _client(server.url)))
     assert [a.errors for a in result.attempts] == [
         ["line 2, col 11: unknown function `eval`; programs may call ['abs', 'count', 'exists', "
-         "'find', 'len', 'llm_query', 'max', 'min', 'query', 'verify_property']"],
+         "'find', 'len', 'llm_query', 'max', 'min', 'query', 'read_text', "
+         "'verify_property']"],
         ['line 2, col 4: the program must return a bool; this returns a str (compare it, e.g. '
          '`query(patch, question) == "yes"`)'],
         []]

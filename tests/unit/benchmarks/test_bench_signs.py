@@ -1,0 +1,41 @@
+"""Signs drawn on scenes: deterministic, in free space, exact ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.scenes import generate_scene
+from benchmarks.signs import SIGN_WORDS, draw_sign, random_sign_text, render_item
+
+
+def test_render_item_is_deterministic_and_records_the_sign() -> None:
+    a, b = render_item(5, sign="STOP"), render_item(5, sign="STOP")
+    assert np.array_equal(a.image, b.image)
+    assert (a.difficulty, a.sign_text, a.sign.box, a.sign.font_size) == ("medium", "STOP", (74, 90, 110, 105), 12)
+
+
+def test_sign_changes_only_its_box_and_never_covers_an_object() -> None:
+    for seed in range(40):
+        item = render_item(seed, sign=SIGN_WORDS[seed % len(SIGN_WORDS)])
+        if item.sign is None:
+            continue
+        x0, y0, x1, y1 = item.sign.box
+        changed = np.argwhere((item.image != item.scene.image).any(2))
+        assert changed[:, 0].min() >= y0 and changed[:, 0].max() < y1
+        assert changed[:, 1].min() >= x0 and changed[:, 1].max() < x1
+        for o in item.objects:
+            bx0, by0, bx1, by1 = o.box
+            assert x1 <= bx0 or bx1 <= x0 or y1 <= by0 or by1 <= y0
+
+
+def test_no_sign_and_random_sign() -> None:
+    assert render_item(3, sign=None).sign is None
+    assert np.array_equal(render_item(3, sign=None).image, generate_scene(3).image)
+    assert sum(random_sign_text(s) is not None for s in range(1000)) == 312
+    assert render_item(3).sign_text == (random_sign_text(3) or "")
+
+
+def test_unknown_sign_word_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'HELLO' is not a sign word"):
+        draw_sign(generate_scene(1), "HELLO", 1)

@@ -1,0 +1,114 @@
+"""OCR backends (real ddddocr, Tesseract, RapidOCR), their FLOP counts, and read_text."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.signs import render_item
+from modules.backends.base import Call
+from modules.backends.ocr import localise_text, normalise_text, tesseract_lstm_params
+from modules.backends.onnx_cost import onnx_flops, onnx_params
+from modules.catalog import parse_catalog
+from modules.executor import BatchExecutor, ItemInput, Route
+from modules.program import parse_program
+from modules.registry import Registry
+from modules.tasks import local_round_runner
+
+ENGINES = {
+    "ddddocr": (importlib.util.find_spec("ddddocr") is not None, "pip install ddddocr==1.6.1"),
+    "tesseract": (shutil.which("tesseract") is not None, "apt-get install -y tesseract-ocr"),
+    "rapidocr": (importlib.util.find_spec("rapidocr_onnxruntime") is not None,
+                 "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
+}
+#: Per engine: FLOPs of the three calls below (easy STOP sign, easy BANANA sign, no sign).
+FLOPS = {"tesseract": [69538083.36842105, 110936185.6, 1048576.0],
+         "ddddocr": [762906624.0, 1232919552.0, 1048576.0],
+         "rapidocr": [7423540800.0, 7423540800.0, 7423540800.0]}
+PARAMS = {"tesseract": 401636, "ddddocr": 13520310, "rapidocr": 3995659}
+
+
+def _registry(engine: str) -> Registry:
+    return Registry(parse_catalog([{"name": f"ocr-{engine}", "kind": "ocr", "engine": engine,
+                                    "functions": ["read_text"]}]))
+
+
+def test_normalise_text() -> None:
+    assert normalise_text(" stop!\n Exit-2 ") == "STOP EXIT 2"
+    assert normalise_text("…") == ""
+
+
+def test_localiser_finds_an_easy_sign() -> None:
+    item = render_item(0, sign="STOP", difficulty="easy")
+    assert item.sign.box == (86, 100, 126, 115)
+    assert localise_text(item.image) == (84, 99, 128, 116)
+    assert localise_text(render_item(2, sign=None, difficulty="easy").image) is None
+
+
+@pytest.mark.parametrize("engine", ["tesseract", "ddddocr", "rapidocr"])
+def test_engine_reads_easy_signs_with_measured_cost(engine: str) -> None:
+    available, how = ENGINES[engine]
+    if not available:
+        pytest.skip(f"{engine} is not installed: {how}")
+    backend = _registry(engine).get(f"ocr-{engine}")
+    items = [render_item(0, sign="STOP", difficulty="easy"), render_item(1, sign="BANANA", difficulty="easy"),
+             render_item(2, sign=None, difficulty="easy")]
+    calls = [Call("read_text", it.image, ()) for it in items]
+    assert backend.infer(calls) == ["STOP", "BANANA", ""]
+    assert [backend.flops(c) for c in calls] == pytest.approx(FLOPS[engine], rel=1e-9)
+    assert backend.params() == PARAMS[engine]
+    with pytest.raises(ValueError, match="serves only read_text"):
+        backend.infer([Call("query", items[0].image, ("what?",))])
+
+
+def test_read_text_runs_in_programs_and_wrong_types_fail_the_item() -> None:
+    registry = Registry(parse_catalog([
+        {"name": "reader", "kind": "fake", "functions": ["read_text"], "default": "STOP"},
+        {"name": "broken", "kind": "fake", "functions": ["read_text"], "default": 7}]))
+    program = parse_program('def f(image):\n    return read_text(image) == "STOP"\n')
+    assert [s.id for s in program.call_sites] == ["read_text@2:11"]
+    image = np.zeros((8, 8, 3), np.uint8)
+    for backend, status, answer in (("reader", "ok", True), ("broken", "failed", None)):
+        router = type("R", (), {"choose": lambda self, i, s, f, b=backend: Route(b, 1.0)})()
+        out = BatchExecutor(program, router, local_round_runner(registry)).run([ItemInput("i", image, np.zeros(1))])
+        assert (out[0].status, out[0].answer) == (status, answer)
+
+
+def _tiny_onnx(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    m = numpy_helper.from_array(np.ones((4 * 6 * 6, 5), np.float32), "m")
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[0, 0, 0, 0]),
+         helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Reshape", ["r", "shape"], ["f"]),
+         helper.make_node("MatMul", ["f", "m"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, m, shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_onnx_flops_count_conv_and_matmul_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.onnx"
+    _tiny_onnx(path)
+    conv = 2 * (4 * 6 * 6) * (3 * 3 * 3)  # output elements x MACs per output
+    matmul = 2 * 1 * 5 * (4 * 6 * 6)
+    assert onnx_flops(str(path), (1, 3, 8, 8)) == conv + matmul
+    assert onnx_params(str(path)) == 4 * 27 + 144 * 5  # the int64 shape constant is no weight
+    with pytest.raises(ValueError, match="rank 4"):
+        onnx_flops(str(path), (1, 3, 8))
+
+
+def test_tesseract_lstm_params_read_from_the_component_table(tmp_path: Path) -> None:
+    offsets = [-1] * 24
+    offsets[17], offsets[18] = 200, 1200
+    path = tmp_path / "x.traineddata"
+    path.write_bytes(struct.pack("<i", 24) + struct.pack("<24q", *offsets) + bytes(1300))
+    assert tesseract_lstm_params(path) == 1000
