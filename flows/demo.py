@@ -7,6 +7,7 @@ against a moto S3 server it starts on loopback, through boto3.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -93,7 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(table))
     print(f"\nwritten to {Path(settings.home) / 'report.json'}; the ledger is in {settings.database}")
+    _quiet_teardown()
     return 0
+
+
+def _quiet_teardown() -> None:
+    """Silence stderr for interpreter shutdown only (the work is done and printed).
+
+    At exit, duckdb's bindings report objects still referenced by Prefect's threads as
+    "leaked", and the ephemeral Prefect server logs cancelled tasks; neither is an error.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
 
 
 if __name__ == "__main__":
