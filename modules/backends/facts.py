@@ -39,6 +39,18 @@ def content_tokens(text: str) -> frozenset[str]:
     return frozenset(t for t in normalise(text).split() if t not in STOP_WORDS)
 
 
+def load_fact_table(backend: str, file_name: str) -> dict[str, str]:
+    """Read a {question: answer} JSON table under the weights folder; ValueError says why not."""
+    path = WEIGHTS_DIR / file_name
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"backend {backend!r}: cannot read fact table {path}: {exc}") from exc
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ValueError(f"backend {backend!r}: {path} must map question strings to answer strings")
+    return table
+
+
 class FactTableBackend(Backend):
     """Looks questions up in a fact table; never guesses below the match threshold."""
 
@@ -48,13 +60,7 @@ class FactTableBackend(Backend):
     def setup(self) -> None:
         if getattr(self, "_exact", None) is not None:
             return
-        path = WEIGHTS_DIR / self.spec.facts
-        try:
-            table = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"backend {self.name!r}: cannot read fact table {path}: {exc}") from exc
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise ValueError(f"backend {self.name!r}: {path} must map question strings to answer strings")
+        table = load_fact_table(self.name, self.spec.facts)
         self._exact = {normalise(q): a for q, a in table.items()}
         self._keyed = [(content_tokens(q), a) for q, a in table.items()]
         self._n_tokens = sum(len(normalise(q).split()) + len(normalise(a).split())

@@ -16,14 +16,13 @@ Cost per call, measured: FLOPs of the encoder's forward pass at the call's token
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modules.backends.base import Backend, Call
-from modules.catalog import WEIGHTS_DIR
+from modules.backends.facts import load_fact_table
 
 UNKNOWN = "unknown"
 
@@ -52,13 +51,7 @@ class TextEncoderBackend(Backend):
         from transformers import AutoModel, AutoTokenizer
 
         folder = package_model_dir(self.spec.model)
-        path = WEIGHTS_DIR / self.spec.facts
-        try:
-            table = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"backend {self.name!r}: cannot read fact table {path}: {exc}") from exc
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise ValueError(f"backend {self.name!r}: {path} must map question strings to answer strings")
+        table = load_fact_table(self.name, self.spec.facts)
         torch.manual_seed(0)
         self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self._model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
