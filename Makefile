@@ -23,6 +23,7 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
+	mkdir -p .fmp/prefect
 	PREFECT_HOME=$(CURDIR)/.fmp/prefect $(BIN)/python -m flows.demo $(if $(S3),--s3,)
 
 # Everything, the e2e test included (it skips only when /usr/bin/chromium is missing).
