@@ -12,6 +12,7 @@ from flows.settings import Settings
 from modules.embedding import embed
 from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
 from modules.images import ImageDecodeError, decode_image
+from modules.errors import ProgramError
 from modules.program import Program, parse_program
 from modules.registry import Registry
 from policy_store.records import PolicyVersion
@@ -53,7 +54,12 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     ``failed`` rows naming the batch, item and problem; the rest of the batch runs.
     """
     info = batches.read_stream_info(store, stream)
-    program = load_program(info, policy)
+    try:
+        program = load_program(info, policy)
+    except ProgramError as exc:
+        # nothing is written, so the batch stays unprocessed until the program is fixed
+        raise ProgramError(f"{stream}/{batch}: the {policy!r} policy's program is invalid, "
+                           f"no item was run: {exc}") from None
     spec = policy_spec(policy)
     pinned = _pinned_version(settings, stream, policy)
     arms = arms_for(program, registry, spec)
