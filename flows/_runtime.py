@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,3 +38,15 @@ def policy_store_for(settings: Settings) -> PolicyStore:
     db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
     db.init()
     return db
+
+
+def quiet_teardown() -> None:
+    """Silence stderr for interpreter shutdown only (the work is done and printed).
+
+    At exit, duckdb's bindings report objects still referenced by Prefect's threads as
+    "leaked", and the ephemeral Prefect server logs cancelled tasks; neither is an error.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)

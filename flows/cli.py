@@ -297,5 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """Console-script entry: run, then exit without duckdb's shutdown chatter on stderr."""
+    status = main()
+    if status == 0:
+        from flows._runtime import quiet_teardown
+
+        quiet_teardown()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

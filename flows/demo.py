@@ -7,7 +7,6 @@ against a moto S3 server it starts on loopback, through boto3.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -17,7 +16,7 @@ from prefect import flow
 
 from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import DEMO_QUERIES
-from flows._runtime import policy_store_for, settings_for, store_for
+from flows._runtime import policy_store_for, quiet_teardown, settings_for, store_for
 from flows.ingest_feedback import ingest_feedback
 from flows.report import format_table, policy_table, write_report
 from flows.stream_batch import stream_batch
@@ -94,20 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(table))
     print(f"\nwritten to {Path(settings.home) / 'report.json'}; the ledger is in {settings.database}")
-    _quiet_teardown()
+    quiet_teardown()
     return 0
 
-
-def _quiet_teardown() -> None:
-    """Silence stderr for interpreter shutdown only (the work is done and printed).
-
-    At exit, duckdb's bindings report objects still referenced by Prefect's threads as
-    "leaked", and the ephemeral Prefect server logs cancelled tasks; neither is an error.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
 
 
 if __name__ == "__main__":
