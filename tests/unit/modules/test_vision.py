@@ -48,7 +48,11 @@ def test_large_detector_counts_easy_scenes(seed: int) -> None:
 
 def test_large_detector_boxes_are_tight() -> None:
     boxes = REGISTRY.get("det-l").infer([Call("find", SCENE.image, ("circle",))])[0]
-    assert sorted(boxes) == [(29, 20, 63, 54), (76, 25, 98, 47)]
+    truth = sorted(o.box for o in SCENE.objects if o.shape == "circle")
+    assert truth == [(29, 20, 63, 54), (76, 25, 98, 47)]
+    assert len(boxes) == 2
+    for got, want in zip(sorted(boxes), truth):  # pixel-accurate up to one pixel of edge blur
+        assert max(abs(g - w) for g, w in zip(got, want)) <= 1, (got, want)
 
 
 def test_find_on_a_crop_uses_crop_coordinates() -> None:
