@@ -46,8 +46,10 @@ def item_loss(
     return config.fn_weight if want == "yes" else config.fp_weight
 
 
-def split_reward(decisions: list[DecisionInput], loss: float) -> list[Example]:
-    """One Example per executed call site with reward -loss/N.
+def split_reward(
+    decisions: list[DecisionInput], loss: float, item_id: str = ""
+) -> list[Example]:
+    """One Example per executed call site with reward -loss/N, tagged with ``item_id``.
 
     A call site listed twice with the same backend counts once; listed with two
     different backends it is an error (one decision per call site per item).
@@ -72,6 +74,7 @@ def split_reward(decisions: list[DecisionInput], loss: float) -> list[Example]:
             reward=reward,
             propensity=float(propensity),
             cost=float(cost),
+            item_id=item_id,
         )
         for site, backend, cost, features, propensity in seen.values()
     ]

@@ -1,6 +1,6 @@
 """Learner registry: name -> Learner class, plus constructors that validate the name.
 
-    LEARNERS = {"thompson", "cheapest", "largest", "random", "fixed"}
+    LEARNERS = {"thompson", "thompson-shared", "paper", "cheapest", "largest", "random", "fixed"}
 """
 
 from __future__ import annotations
@@ -9,11 +9,21 @@ from policy_store.errors import LearnerError
 from policy_store.learners.base import Choice, Example, Learner
 from policy_store.learners.config import LearnerConfig
 from policy_store.learners.fixed import CheapestLearner, FixedLearner, LargestLearner, RandomLearner
+from policy_store.learners.paper import PaperLearner
+from policy_store.learners.shared import SharedThompsonLearner
 from policy_store.learners.thompson import ThompsonLearner
 
 LEARNERS: dict[str, type[Learner]] = {
     cls.name: cls
-    for cls in (ThompsonLearner, CheapestLearner, LargestLearner, RandomLearner, FixedLearner)
+    for cls in (
+        ThompsonLearner,
+        SharedThompsonLearner,
+        PaperLearner,
+        CheapestLearner,
+        LargestLearner,
+        RandomLearner,
+        FixedLearner,
+    )
 }
 
 

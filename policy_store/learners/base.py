@@ -25,7 +25,8 @@ class Example:
     """One executed call site of one labelled item.
 
     ``reward`` is the loss part only (-loss/N); ``cost`` is the normalised cost of
-    the call, which learners weigh with ``config.lam`` themselves.
+    the call, which learners weigh with ``config.lam`` themselves. ``item_id`` names
+    the item the call site ran for ("" when unknown); learners that count items use it.
     """
 
     call_site: str
@@ -34,6 +35,7 @@ class Example:
     reward: float
     propensity: float
     cost: float
+    item_id: str = ""
 
 
 class Learner(ABC):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -49,4 +51,29 @@ class LearnerConfig(BaseModel):
     pins: dict[str, str] = Field(
         default_factory=dict,
         description='Fixed learner: call_site -> backend, or "*" -> backend for all other sites.',
+    )
+    # --- paper learner (policy_store/learners/paper.py): the authors' policy, re-implemented ---
+    paper_width: int = Field(
+        16, ge=1, description="Paper learner: base channels of the per-call-site ResNet-18 "
+        "(64 = the real ResNet-18; smaller keeps CPU decisions cheap)."
+    )
+    paper_input: int = Field(
+        64, ge=8, description="Paper learner: side of the square RGB image the network sees "
+        "(the paper uses 256)."
+    )
+    paper_nu: float = Field(
+        0.1, ge=0.0, description="Paper learner: ν, scale of the Thompson noise ν·σ_k."
+    )
+    paper_lambda_reg: float = Field(
+        1e-4, gt=0.0, description="Paper learner: λ_reg in σ_k² = λ_reg·Σ g²/U and U's start."
+    )
+    paper_period: int = Field(
+        64, ge=1, description="Paper learner: REINFORCE runs every this many labelled items."
+    )
+    paper_epochs: int = Field(5, ge=1, description="Paper learner: REINFORCE epochs per update.")
+    paper_batch: int = Field(16, ge=1, description="Paper learner: REINFORCE mini-batch size.")
+    paper_lr: float = Field(1e-3, gt=0.0, description="Paper learner: AdamW learning rate.")
+    paper_baseline: Literal["mean", "none"] = Field(
+        "mean", description="Paper learner: REINFORCE baseline; 'mean' subtracts the buffer's "
+        "mean reward per call site, 'none' is the authors' code (no baseline)."
     )

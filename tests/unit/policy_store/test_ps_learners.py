@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
+import torch
 
 from policy_store.errors import LearnerError
 from policy_store.learners import LEARNERS, Example, LearnerConfig, load_learner, make_learner
 
 ARMS = {"find@2:4": ["small", "mid", "large"], "verify@3:8": ["small", "large"]}
 COSTS = {"small": 0.1, "mid": 0.4, "large": 1.0}
-CFG = LearnerConfig(seed=3, pins={"*": "large", "find@2:4": "mid"})
+CFG = LearnerConfig(
+    seed=3, pins={"*": "large", "find@2:4": "mid"}, paper_width=8, paper_input=32
+)
 
 
-def _examples(rng: np.random.Generator) -> list[Example]:
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """The paper learner runs torch; one thread keeps it fast on a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _feat(learner: object, x: np.ndarray) -> np.ndarray:
+    """x as the learner wants it: pixel learners (the paper's) get an image coloured by x."""
+    if getattr(learner, "feature_kind", None) != "pixels":
+        return x
+    image = np.full((40, 40, 3), (x + 1.0) * 127.5, dtype=np.uint8)
+    image[::4] = 255 - image[::4]  # some structure, not a flat colour
+    return learner.featurize(image, CFG.paper_input)  # type: ignore[attr-defined]
+
+
+def _examples(rng: np.random.Generator, learner: object) -> list[Example]:
     out = []
     for _ in range(40):
-        x = rng.uniform(-1, 1, size=3)
+        raw = rng.uniform(-1, 1, size=3)
+        x = _feat(learner, raw)
         for site, backends in ARMS.items():
             backend = backends[int(rng.integers(len(backends)))]
-            reward = -2.5 if (backend == "small" and x[0] > 0) else 0.0
+            reward = -2.5 if (backend == "small" and raw[0] > 0) else 0.0
             out.append(Example(site, backend, x, reward, 0.5, COSTS[backend]))
     return out
 
@@ -30,7 +54,10 @@ def _choices(learner: object, seed: int) -> list[tuple[str, float]]:
     return [
         (c.backend, c.propensity)
         for x in xs
-        for c in (learner.choose(site, x, rng) for site in ARMS)  # type: ignore[attr-defined]
+        for c in (
+            learner.choose(site, _feat(learner, x), rng)  # type: ignore[attr-defined]
+            for site in ARMS
+        )
     ]
 
 
@@ -38,11 +65,11 @@ def _choices(learner: object, seed: int) -> list[tuple[str, float]]:
 def test_learner_contract(name: str) -> None:
     learner = make_learner(name, CFG, ARMS, COSTS)
     assert learner.name == name
-    learner.update(_examples(np.random.default_rng(1)))
+    learner.update(_examples(np.random.default_rng(1), learner))
     rng = np.random.default_rng(5)
     for x in np.random.default_rng(6).uniform(-1, 1, size=(25, 3)):
         for site, candidates in ARMS.items():
-            choice = learner.choose(site, x, rng)
+            choice = learner.choose(site, _feat(learner, x), rng)
             assert choice.backend in candidates
             assert 0.0 < choice.propensity <= 1.0
     restored = load_learner(name, learner.to_bytes(), CFG, ARMS, COSTS)
@@ -63,7 +90,7 @@ def test_fixed_baselines_choose_exactly() -> None:
 
 
 def test_unknown_learner_lists_valid_names() -> None:
-    with pytest.raises(LearnerError, match="cheapest, fixed, largest, random, thompson"):
+    with pytest.raises(LearnerError, match="cheapest, fixed, largest, paper, random, thompson"):
         make_learner("ucb", CFG, ARMS, COSTS)
 
 

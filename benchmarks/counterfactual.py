@@ -1,0 +1,249 @@
+"""Answer each backend call once, however many policies ask it; and the per-item oracle.
+
+Every policy of an evaluation runs the same items. A backend is a deterministic function
+of (function, args, pixels), so :class:`CallCache` keys answers by exactly that and the
+:func:`cached_round_runner` answers a lockstep round from the cache, sending only unseen
+calls to the models (one ``infer`` per backend). Costs are the backends' own measurements
+per call (FLOPs, parameters, price) and the wall time of the batched call that first
+computed it, so a cached answer costs a policy what it would have cost to compute.
+
+:func:`oracle_runs` finds, for each item, the cheapest run (in FLOPs) whose answer is right:
+a best-first search over the item's runs, which branch at the first visit of each call
+site (one backend per call site per item, as policies choose). Partial runs are ordered by
+the FLOPs spent so far, a lower bound on their completions, so the first right complete
+run taken from the queue is the cheapest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modules.backends.base import Call
+from modules.errors import FmpModuleError
+from modules.executor import CallFailure, GroupRequest, GroupResult, RoundRunner
+from modules.interpreter import Interpreter, Limits
+from modules.program import Program
+from modules.registry import Registry
+
+
+@dataclass(frozen=True)
+class Answered:
+    output: Any
+    flops: float
+    params: float
+    wall_ms: float
+    price: float
+
+
+def call_key(backend: str, call: Call) -> tuple:
+    img = call.image
+    if img is None:
+        return backend, call.function, call.args, None, b""
+    pix = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
+    return backend, call.function, call.args, img.shape, pix
+
+
+@dataclass
+class CallCache:
+    """Answers by (backend, function, args, pixels); counts what was computed vs reused."""
+
+    registry: Registry
+    answers: dict[tuple, Answered] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+    model_ms: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
+        keys = [call_key(backend, c) for c in calls]
+        missing = {k: c for k, c in zip(keys, calls) if k not in self.answers}
+        self.reused += len(keys) - len(missing)
+        if missing:
+            self._compute(backend, list(missing.keys()), list(missing.values()))
+        return [self.answers[k] for k in keys]
+
+    def peek(self, backend: str, call: Call) -> Answered | None:
+        """The cached answer, or None (never computes)."""
+        return self.answers.get(call_key(backend, call))
+
+    def _compute(self, name: str, keys: list[tuple], calls: list[Call]) -> None:
+        backend = self.registry.get(name)
+        start = time.perf_counter()
+        try:
+            outputs: list[Any] = backend.infer(calls)
+        except (ValueError, TypeError):
+            outputs = []
+            for call in calls:
+                try:
+                    outputs.extend(backend.infer([call]))
+                except (ValueError, TypeError) as exc:
+                    outputs.append(CallFailure(f"{name}: {exc}"))
+        wall = (time.perf_counter() - start) * 1000
+        self.model_ms[name] += wall
+        self.computed += len(calls)
+        params = float(backend.params())
+        for key, call, out in zip(keys, calls, outputs):
+            self.answers[key] = Answered(out, float(backend.flops(call)), params, wall / len(calls),
+                                         float(backend.price(call)))
+
+    def clear(self) -> None:
+        self.answers.clear()
+
+
+def cached_round_runner(cache: CallCache) -> RoundRunner:
+    """A RoundRunner for the lockstep executor that answers from (and fills) ``cache``."""
+
+    def run_round(requests: list[GroupRequest]) -> list[GroupResult]:
+        results = []
+        for req in requests:
+            got = cache.get_many(req.backend, req.calls)
+            params = int(got[0].params) if got else 0
+            results.append(GroupResult([a.output for a in got], [a.flops for a in got], params,
+                                       [a.price for a in got], sum(a.wall_ms for a in got)))
+        return results
+
+    return run_round
+
+
+# -- the oracle ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OracleRun:
+    """The cheapest right run of an item (``found``), else the cheapest run seen."""
+
+    found: bool
+    answer: Any
+    assignment: dict[str, str]
+    flops: float
+    params: float
+    wall_ms: float
+    price: float
+    expanded: int
+
+
+class _Search:
+    """One item's best-first search state."""
+
+    def __init__(self, arms: dict[str, list[str]], is_right: Callable[[Any], bool]) -> None:
+        self.arms, self.is_right = arms, is_right
+        self.tie = itertools.count()
+        self.heap: list[tuple[float, int, dict[str, str], tuple | None]] = [(0.0, next(self.tie), {}, None)]
+        self.current: dict[str, str] | None = None
+        self.best_wrong: OracleRun | None = None
+        self.result: OracleRun | None = None
+        self.expanded = 0
+
+
+def oracle_runs(program: Program, images: list[np.ndarray], arms: dict[str, list[str]],
+                cache: CallCache, is_right: list[Callable[[Any], bool]], limits: Limits = Limits(),
+                max_expansions: int = 400) -> list[OracleRun]:
+    """Best-first search, per item, for the cheapest run whose answer ``is_right[i]``.
+
+    The items' searches advance in lockstep so that the model calls they need are computed
+    in one batch per backend. After ``max_expansions`` partial runs of an item without a
+    right one, its result is the cheapest complete run seen (``found=False``; with none at
+    all, the run on the largest backends).
+    """
+    searches = [_Search(arms, f) for f in is_right]
+    while True:
+        wanted: dict[str, dict[tuple, Call]] = defaultdict(dict)
+        for i, search in enumerate(searches):
+            while search.result is None:
+                need = _step(program, images[i], search, cache, limits, max_expansions)
+                if need is not None:
+                    backend, call = need
+                    wanted[backend][call_key(backend, call)] = call
+                    break
+        if not wanted:
+            return [s.result for s in searches]  # type: ignore[misc]
+        for backend, calls in wanted.items():
+            cache.get_many(backend, list(calls.values()))
+
+
+def oracle_run(program: Program, image: np.ndarray, arms: dict[str, list[str]], cache: CallCache,
+               is_right: Callable[[Any], bool], limits: Limits = Limits(),
+               max_expansions: int = 400) -> OracleRun:
+    """:func:`oracle_runs` for one item."""
+    return oracle_runs(program, [image], arms, cache, [is_right], limits, max_expansions)[0]
+
+
+def _step(program: Program, image: np.ndarray, search: _Search, cache: CallCache, limits: Limits,
+          max_expansions: int) -> tuple[str, Call] | None:
+    """Advance one search by one partial run; returns the uncached call it waits on, if any."""
+    if search.current is None:
+        if not search.heap or search.expanded >= max_expansions:
+            search.result = search.best_wrong or _largest_run(program, image, search, cache, limits)
+            return None
+        flops, _, assignment, done = heapq.heappop(search.heap)
+        if done is not None:  # a complete run, the cheapest of all open ones
+            answer, totals = done
+            run = OracleRun(search.is_right(answer), answer, assignment, *totals, search.expanded)
+            if run.found:
+                search.result = run
+            elif search.best_wrong is None:
+                search.best_wrong = run
+            return None
+        search.current = assignment
+        search.expanded += 1
+    outcome = _replay(program, image, search.current, cache, limits)
+    if outcome[0] == "need":
+        return outcome[1], outcome[2]
+    assignment, search.current = search.current, None
+    if outcome[0] == "fork":
+        _, site, totals = outcome
+        for name in search.arms[site]:
+            heapq.heappush(search.heap, (totals[0], next(search.tie), {**assignment, site: name}, None))
+    else:
+        _, answer, totals = outcome
+        heapq.heappush(search.heap, (totals[0], next(search.tie), assignment, (answer, totals)))
+    return None
+
+
+def _largest_run(program: Program, image: np.ndarray, search: _Search, cache: CallCache,
+                 limits: Limits) -> OracleRun:
+    largest = {s: names[-1] for s, names in search.arms.items()}
+    while True:
+        outcome = _replay(program, image, largest, cache, limits)
+        if outcome[0] != "need":
+            return OracleRun(False, outcome[1], largest, *outcome[2], search.expanded)
+        cache.get_many(outcome[1], [outcome[2]])
+
+
+def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cache: CallCache,
+            limits: Limits) -> tuple:
+    """Run the program with ``assignment`` from cached answers until it ends ("done", answer,
+    totals), reaches a call site it has no backend for ("fork", site, totals), or needs a call
+    not in the cache ("need", backend, call); totals = (FLOPs, params, wall ms, price)."""
+    totals = [0.0, 0.0, 0.0, 0.0]
+    gen = Interpreter(program, image, limits).run()
+    value: Any = None
+    try:
+        while True:
+            pending = gen.send(value)
+            site = pending.site.id
+            if site not in assignment:
+                gen.close()
+                return "fork", site, tuple(totals)
+            got = cache.peek(assignment[site], pending.call)
+            if got is None:
+                gen.close()
+                return "need", assignment[site], pending.call
+            totals[0] += got.flops
+            totals[1] += got.params
+            totals[2] += got.wall_ms
+            totals[3] += got.price
+            if isinstance(got.output, CallFailure):
+                gen.close()
+                return "done", None, tuple(totals)
+            value = got.output
+    except StopIteration as stop:
+        return "done", stop.value, tuple(totals)
+    except (FmpModuleError, RecursionError):
+        return "done", None, tuple(totals)

@@ -1,0 +1,122 @@
+"""The shared call cache and the per-item oracle, on scripted image-dependent backends."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from benchmarks.counterfactual import CallCache, cached_round_runner, oracle_runs
+from modules.executor import BatchExecutor, ItemInput, Route
+from modules.program import parse_program
+from modules.tasks import local_round_runner
+
+PROGRAM = parse_program(
+    "def execute_command(image):\n"
+    "    if not exists(image, \"circle\"):\n"
+    "        return False\n"
+    "    return exists(image, \"square\")\n"
+)
+
+
+class Detector:
+    """Pixel (0, 0, 0) says circle, (0, 0, 1) says square; ``sloppy`` always sees a square."""
+
+    def __init__(self, sloppy: bool, flops: float) -> None:
+        self.sloppy, self._flops, self.seen = sloppy, flops, 0
+
+    def infer(self, calls):
+        self.seen += len(calls)
+        out = []
+        for c in calls:
+            channel = 0 if c.args[0] == "circle" else 1
+            out.append(True if (self.sloppy and channel == 1) else bool(c.image[0, 0, channel]))
+        return out
+
+    def flops(self, call):
+        return self._flops
+
+    def params(self):
+        return 7
+
+    def price(self, call):
+        return 0.0
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.backends = {"cheap": Detector(True, 1.0), "big": Detector(False, 10.0)}
+
+    def get(self, name):
+        return self.backends[name]
+
+
+def image(circle: bool, square: bool) -> np.ndarray:
+    im = np.zeros((8, 8, 3), np.uint8)
+    im[0, 0, 0], im[0, 0, 1] = circle, square
+    return im
+
+
+ARMS = {s.id: ["cheap", "big"] for s in PROGRAM.call_sites}
+CASES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+class Pinned:
+    def __init__(self, pins: dict[str, str]) -> None:
+        self.pins = pins
+
+    def choose(self, item_id, site, features):
+        return Route(self.pins[site.id], 1.0)
+
+
+def brute_force(images, truth, registry):
+    """Cheapest right run per item over every static configuration (the program is small)."""
+    best = [None] * len(images)
+    sites = [s.id for s in PROGRAM.call_sites]
+    for combo in itertools.product(["cheap", "big"], repeat=len(sites)):
+        pins = dict(zip(sites, combo))
+        out = BatchExecutor(PROGRAM, Pinned(pins), local_round_runner(registry)).run(
+            [ItemInput(str(i), im, np.zeros(1)) for i, im in enumerate(images)])
+        for i, o in enumerate(out):
+            cost = sum(t.flops for t in o.tallies.values())
+            if o.answer == truth[i] and (best[i] is None or cost < best[i]):
+                best[i] = cost
+    return best
+
+
+def test_oracle_finds_the_cheapest_right_run_of_every_item():
+    registry = Registry()
+    images = [image(c, s) for c, s in CASES]
+    truth = [c and s for c, s in CASES]
+    runs = oracle_runs(PROGRAM, images, ARMS, CallCache(registry),
+                       [lambda a, t=t: a == t for t in truth])
+    assert [r.found for r in runs] == [True] * 4
+    assert [r.flops for r in runs] == brute_force(images, truth, Registry())
+    # circle but no square: the sloppy detector says "square", so the oracle pays for the big one
+    assert runs[1].flops == 11.0 and runs[1].assignment == {"exists@2:11": "cheap", "exists@4:11": "big"}
+    # no circle: one cheap call decides, the second site never runs
+    assert runs[2].flops == 1.0 and list(runs[2].assignment) == ["exists@2:11"]
+
+
+def test_oracle_reports_when_no_run_is_right():
+    registry = Registry()
+    runs = oracle_runs(PROGRAM, [image(True, True)], ARMS, CallCache(registry), [lambda a: a == "never"])
+    assert not runs[0].found
+    assert runs[0].flops == 2.0  # the cheapest complete run seen
+
+
+def test_cached_runner_answers_each_call_once_and_matches_the_models():
+    registry = Registry()
+    cache = CallCache(registry)
+    images = [image(c, s) for c, s in CASES]
+    items = [ItemInput(str(i), im, np.zeros(1)) for i, im in enumerate(images)]
+    pins = Pinned({s.id: "big" for s in PROGRAM.call_sites})
+    first = BatchExecutor(PROGRAM, pins, cached_round_runner(cache)).run(items)
+    computed = registry.backends["big"].seen
+    again = BatchExecutor(PROGRAM, pins, cached_round_runner(cache)).run(items)
+    assert registry.backends["big"].seen == computed  # nothing recomputed
+    assert cache.reused == computed
+    direct = BatchExecutor(PROGRAM, pins, local_round_runner(Registry())).run(items)
+    assert [o.answer for o in first] == [o.answer for o in again] == [o.answer for o in direct]
+    assert [sum(t.flops for t in o.tallies.values()) for o in again] == \
+        [sum(t.flops for t in o.tallies.values()) for o in direct]
