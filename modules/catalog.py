@@ -103,7 +103,7 @@ class OpenAISpec(_Spec):
 
 class OCRSpec(_Spec):
     kind: Literal["ocr"] = "ocr"
-    engine: Literal["ddddocr", "tesseract", "rapidocr"] = Field(description="Which OCR model reads.")
+    engine: Literal["ddddocr", "tesseract", "pprec", "rapidocr"] = Field(description="Which OCR model reads.")
     upscale: int = Field(4, ge=1, le=8, description="Line upscaling before recognition (tesseract).")
 
 

@@ -5,10 +5,13 @@ Kind ``ocr``; the spec's ``engine`` picks the model, all of them installed offli
 * ``ddddocr`` — the ddddocr package's default CTC line recogniser (``common_old.onnx``, run through
   onnxruntime here so that decoding is restricted to letters and digits);
 * ``tesseract`` — Debian's ``tesseract-ocr`` binary (LSTM engine, ``--psm 7`` single line);
+* ``pprec`` — RapidOCR's PP-OCRv4 line recogniser alone (``ch_PP-OCRv4_rec_infer.onnx`` from
+  ``rapidocr-onnxruntime``, run through RapidOCR's own recogniser wrapper), without its
+  detector and classifier;
 * ``rapidocr`` — RapidOCR's PP-OCRv4 pipeline (``rapidocr-onnxruntime``): a learned text
   detector (DB), an orientation classifier and a CRNN recogniser over the whole patch.
 
-ddddocr and Tesseract read one line; they are given the line that ``localise_text`` (a
+ddddocr, Tesseract and pprec read one line; they are given the line that ``localise_text`` (a
 classic morphological text localiser, no learning) finds in the patch. RapidOCR finds text
 itself. Answers are normalised: upper case, letters and digits, words joined by one space;
 "" when nothing is read.
@@ -75,6 +78,26 @@ def localise_text(image: np.ndarray) -> tuple[int, int, int, int] | None:
         if best is None or score > best[0]:
             best = (score, (x, y, x + w, y + h))
     return None if best is None else best[1]
+
+
+def representative_text_image(word: str = "STOP", size: int = 128) -> np.ndarray:
+    """A ``size`` x ``size`` RGB patch with one word on a framed light panel (deterministic).
+
+    The representative input for measuring an OCR backend's cost per call: their cost depends
+    on content (no text found: only the localiser runs), so a blank image would rank them by
+    the localiser alone. Drawn with Pillow's bundled font, like the benchmark's signs.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=14)
+    x0, y0, x1, y1 = font.getbbox(word)
+    w, h = x1 - x0 + 8, y1 - y0 + 8
+    image = Image.new("RGB", (size, size), (96, 128, 96))
+    draw = ImageDraw.Draw(image)
+    left, top = (size - w) // 2, (size - h) // 2
+    draw.rectangle([left, top, left + w - 1, top + h - 1], fill=(236, 236, 236), outline=(146, 146, 146))
+    draw.text((left + 4 - x0, top + 4 - y0), word, font=font, fill=(20, 20, 20))
+    return np.asarray(image, np.uint8).copy()
 
 
 def _crop(image: np.ndarray, box: tuple[int, int, int, int], pad: int = 1) -> np.ndarray:
@@ -153,6 +176,10 @@ class OCRBackend(Backend):
             setattr(component, attr, _Recorder(getattr(component, attr), stage, self._shapes))
         self._params = sum(onnx_params(p) for p in self._paths.values())
 
+    def _setup_pprec(self) -> None:
+        self._setup_rapidocr()  # the same package and wrapper; only its recogniser is run
+        self._params = onnx_params(self._paths["text_rec"])
+
     def _engine_model(self, stage: str) -> str:
         return {"text_det": "models/ch_PP-OCRv4_det_infer.onnx",
                 "text_cls": "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
@@ -213,6 +240,19 @@ class OCRBackend(Backend):
             raise ValueError(f"backend {self.name!r}: tesseract failed: {proc.stderr.decode()[-200:]}")
         columns = line.shape[1] * TESS_LINE_HEIGHT / line.shape[0]
         return proc.stdout.decode(errors="replace"), local + 2.0 * self._params * columns
+
+    def _read_pprec(self, image: np.ndarray) -> tuple[str, float]:
+        local = LOCALISER_OPS_PER_PIXEL * image.shape[0] * image.shape[1]
+        box = localise_text(image)
+        if box is None:
+            return "", local
+        line = np.ascontiguousarray(_crop(image, box)[:, :, ::-1])  # RapidOCR's models take BGR
+        self._shapes.clear()
+        result = self._engine.text_rec([line])
+        texts = result[0] if isinstance(result, tuple) else result  # ([(text, score)], elapsed)
+        flops = sum(shape[0] * onnx_flops(self._paths[stage], (1, *shape[1:]))
+                    for stage, shape in self._shapes)
+        return (texts[0][0] if texts else ""), local + flops
 
     def _read_rapidocr(self, image: np.ndarray) -> tuple[str, float]:
         self._shapes.clear()

@@ -10,7 +10,7 @@ from modules.program import parse_program
 
 def test_benchmark_catalog_replaces_the_fact_tables() -> None:
     names = [s.name for s in bench_specs()]
-    assert {"ocr-tess", "ocr-dddd", "ocr-rapid", "kb-exact", "kb-overlap", "kb-minilm"} <= set(names)
+    assert {"ocr-tess", "ocr-pprec", "ocr-rapid", "kb-exact", "kb-overlap", "kb-minilm"} <= set(names)
     assert "facts-exact" not in names and "facts-exact" in [s.name for s in bench_specs(all_llm=True)]
     tasks_by_name = {s.name: task_of(s) for s in bench_specs()}
     assert (tasks_by_name["ocr-rapid"], tasks_by_name["kb-minilm"], tasks_by_name["vqa-mono"]) == ("ocr", "knowledge", "vqa")

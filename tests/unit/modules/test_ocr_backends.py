@@ -12,7 +12,8 @@ import pytest
 
 from benchmarks.signs import render_item
 from modules.backends.base import Call
-from modules.backends.ocr import localise_text, normalise_text, tesseract_lstm_params
+from modules.backends.ocr import (LOCALISER_OPS_PER_PIXEL, localise_text, normalise_text,
+                                 representative_text_image, tesseract_lstm_params)
 from modules.backends.onnx_cost import onnx_flops, onnx_params
 from modules.catalog import parse_catalog
 from modules.executor import BatchExecutor, ItemInput, Route
@@ -26,11 +27,13 @@ ENGINES = {
     "rapidocr": (importlib.util.find_spec("rapidocr_onnxruntime") is not None,
                  "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
 }
+ENGINES["pprec"] = ENGINES["rapidocr"]
 #: Per engine: FLOPs of the three calls below (easy STOP sign, easy BANANA sign, no sign).
 FLOPS = {"tesseract": [69538083.36842105, 110936185.6, 1048576.0],
          "ddddocr": [762906624.0, 1232919552.0, 1048576.0],
+         "pprec": [1303411456.0, 1303411456.0, 1048576.0],
          "rapidocr": [7423540800.0, 7423540800.0, 7423540800.0]}
-PARAMS = {"tesseract": 401636, "ddddocr": 13520310, "rapidocr": 3995659}
+PARAMS = {"tesseract": 401636, "ddddocr": 13520310, "pprec": 2690286, "rapidocr": 3995659}
 
 
 def _registry(engine: str) -> Registry:
@@ -50,7 +53,7 @@ def test_localiser_finds_an_easy_sign() -> None:
     assert localise_text(render_item(2, sign=None, difficulty="easy").image) is None
 
 
-@pytest.mark.parametrize("engine", ["tesseract", "ddddocr", "rapidocr"])
+@pytest.mark.parametrize("engine", ["tesseract", "ddddocr", "pprec", "rapidocr"])
 def test_engine_reads_easy_signs_with_measured_cost(engine: str) -> None:
     available, how = ENGINES[engine]
     if not available:
@@ -64,6 +67,37 @@ def test_engine_reads_easy_signs_with_measured_cost(engine: str) -> None:
     assert backend.params() == PARAMS[engine]
     with pytest.raises(ValueError, match="serves only read_text"):
         backend.infer([Call("query", items[0].image, ("what?",))])
+
+
+def test_representative_text_image_holds_a_findable_word() -> None:
+    image = representative_text_image()
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert localise_text(image) is not None
+    assert np.array_equal(image, representative_text_image())  # deterministic
+
+
+def test_ocr_arms_come_out_cheapest_first_in_catalog_order() -> None:
+    """The benchmark's read_text ladder ranks by measured cost on a patch with text.
+
+    On a blank patch every line reader costs only its localiser, so ties would leave the order
+    to chance; the representative call must make Tesseract < PP-OCRv4 rec < RapidOCR.
+    """
+    missing = [how for engine, (ok, how) in ENGINES.items() if engine != "ddddocr" and not ok]
+    if missing:
+        pytest.skip(f"OCR engines missing: {missing}")
+    from benchmarks.backends import BENCH_CATALOG
+    from flows.policies import PolicySpec, arms_for, unit_flops
+    from modules.catalog import load_catalog
+
+    registry = Registry(load_catalog(BENCH_CATALOG))
+    catalog_order = registry.candidates("read_text")
+    assert catalog_order == ["ocr-tess", "ocr-pprec", "ocr-rapid"]
+    program = parse_program('def f(image):\n    return read_text(image) == "STOP"\n')
+    arms = arms_for(program, registry, PolicySpec("cheapest", "cheapest"))
+    assert arms == {"read_text@2:11": catalog_order}
+    flops = [unit_flops(registry, n, "read_text") for n in catalog_order]
+    assert flops[0] * 10 < flops[1] < flops[2] and flops[2] >= 30 * flops[0]
+    assert min(flops) > 2 * LOCALISER_OPS_PER_PIXEL * 128 * 128  # every reader ran, not just the localiser
 
 
 def test_read_text_runs_in_programs_and_wrong_types_fail_the_item() -> None:
