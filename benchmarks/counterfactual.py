@@ -247,3 +247,29 @@ def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cac
         return "done", stop.value, tuple(totals)
     except (FmpModuleError, RecursionError):
         return "done", None, tuple(totals)
+
+
+# -- shadow runs -----------------------------------------------------------------------------
+def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
+               cache: CallCache, free: set[tuple], limits: Limits = Limits()) -> tuple[Any, float]:
+    """Run the program once more with ``assignment`` (sites it lacks take ``fallback``).
+
+    Returns the answer (None if the run failed) and the FLOPs of the calls it had to make:
+    calls whose key is in ``free`` (answered for the item's own run) cost nothing, as a
+    shadow run reuses the outputs of the calls it shares with the run it shadows.
+    """
+    plan = dict(assignment)
+    charged = 0.0
+    while True:
+        outcome = _replay(program, image, plan, cache, limits)
+        if outcome[0] == "need":
+            _, backend, call = outcome
+            key = call_key(backend, call)
+            got = cache.get_many(backend, [call])[0]
+            if key not in free:
+                charged += got.flops
+                free.add(key)
+        elif outcome[0] == "fork":
+            plan[outcome[1]] = fallback[outcome[1]]
+        else:
+            return outcome[1], charged

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.counterfactual import CallCache, cached_round_runner, oracle_runs
+from benchmarks.counterfactual import CallCache, cached_round_runner, call_key, oracle_runs, shadow_run
 from benchmarks.queryset import BenchQuery, QuerySet, default_queryset, load_queryset
 from benchmarks.sampling import Plan, draw_stream
 from benchmarks.truth import load_facts
@@ -181,13 +181,30 @@ def _result(stream: Stream, k: int, outcome: ItemOutcome, ctx: Context, config: 
 
 def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, config: LearnerConfig,
                 program: Program | None = None,
-                on_batch: Callable[[list[ItemResult]], None] | None = None) -> list[ItemResult]:
-    """Stream the items batch by batch; feed labels back (delayed, sampled) after each batch."""
+                on_batch: Callable[[list[ItemResult]], None] | None = None,
+                shadow: float = 0.0) -> list[ItemResult]:
+    """Stream the items batch by batch; feed labels back (delayed, sampled) after each batch.
+
+    ``shadow``: share of items on which, for every call site that ran on a backend other
+    than its cheapest, the program is run again with that site on each cheaper backend
+    (the other sites as chosen); what those shadow runs would have answered becomes extra
+    labelled examples for the cheaper arms, and their calls (those the item's own run did
+    not already make) are charged to the policy.
+    """
     program = program or stream.program
+    free: set[tuple] = set()
+    inner = cached_round_runner(ctx.cache)
+
+    def logged(requests):
+        for req in requests:
+            free.update(call_key(req.backend, c) for c in req.calls)
+        return inner(requests)
+
+    shadow_rng = np.random.default_rng([ctx.args.seed, zlib.crc32(f"shadow/{name}/{stream.query.id}".encode())])
     pixels = getattr(learner, "feature_kind", "embedding") == "pixels"
     times = ctx.decision_us.setdefault(name, [])
     router = TimedRouter(learner, f"{name}/{stream.query.id}", ctx.args.seed, times)
-    runner = cached_round_runner(ctx.cache)
+    runner = logged
     rng = np.random.default_rng([ctx.args.seed, zlib.crc32(f"labels/{name}".encode())])
     out: list[ItemResult] = []
     waiting: list[list[Example]] = []
@@ -208,6 +225,8 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
                 own = 0.0
             batch.append(_result(stream, k, o, ctx, config, own))
         out += batch
+        shadows = _shadow(learner, stream, ks, outcomes, batch, ctx, program, free, shadow_rng, shadow)
+        free.clear()
         examples = []
         for k, o, r in zip(ks, outcomes, batch):
             if rng.random() >= ctx.args.label_rate:
@@ -215,6 +234,11 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
             decisions = [(t.call_site, t.backend, t.flops / ctx.mono_flops, feats[k], t.propensity)
                          for t in o.tallies.values() if t.calls]
             examples += [replace(e, item_id=stream.ids[k]) for e in split_reward(decisions, r.loss)]
+            for site, backend, calls, answer in shadows.get(k, []):
+                loss = item_loss(answer, stream.labels[k], ctx.qs.answer_type, config)
+                cost = learner.costs[backend] * calls
+                examples.append(Example(site, backend, feats[k], -loss / len(decisions), 1.0, cost,
+                                        stream.ids[k]))
         waiting.append(examples)
         if len(waiting) > ctx.args.label_delay:
             before = _training_flops(learner)
@@ -225,6 +249,30 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
                     r.policy_flops += train / len(batch)
         if on_batch:
             on_batch(batch)
+    return out
+
+
+def _shadow(learner: Learner, stream: Stream, ks: range, outcomes: list[ItemOutcome],
+            batch: list[ItemResult], ctx: Context, program: Program, free: set[tuple],
+            rng: np.random.Generator, rate: float) -> dict[int, list[tuple[str, str, int, Any]]]:
+    """Shadow runs of a sample of the batch: per item, (site, cheaper backend, calls, answer)."""
+    out: dict[int, list[tuple[str, str, int, Any]]] = {}
+    if rate <= 0:
+        return out
+    for k, o, r in zip(ks, outcomes, batch):
+        if rng.random() >= rate or o.status != "ok":
+            continue
+        chosen = {t.call_site: t.backend for t in o.tallies.values() if t.calls}
+        fallback = {site: names[-1] for site, names in learner.arms.items()}
+        for t in o.tallies.values():
+            names = learner.arms[t.call_site]
+            if not t.calls or t.backend == names[0]:
+                continue
+            for cheaper in names[: names.index(t.backend)]:
+                answer, flops = shadow_run(program, stream.images[k], {**chosen, t.call_site: cheaper},
+                                           fallback, ctx.cache, free)
+                r.policy_flops += flops
+                out.setdefault(k, []).append((t.call_site, cheaper, t.calls, answer))
     return out
 
 
@@ -380,7 +428,7 @@ def _run_shared(name: str, stream: Stream, ctx: Context, arms: dict[str, list[st
             lam_now = budget.observe(float(np.mean([r.flops + r.policy_flops for r in batch])) / ctx.mono_flops)
             learner.config = learner.config.model_copy(update={"lam": lam_now})
             learner._sites.clear()
-    return run_learner(name, learner, stream, ctx, learner.config, on_batch=hook)
+    return run_learner(name, learner, stream, ctx, learner.config, on_batch=hook, shadow=ctx.args.shadow)
 
 
 # -- summaries -----------------------------------------------------------------------------
@@ -589,6 +637,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-rate", type=float, default=1.0, help="share of items whose label arrives")
     p.add_argument("--budget", type=float, default=0.02,
                    help="fmp-budget: cost per item to hold, in monolithic calls (0.02 = 98%% savings)")
+    p.add_argument("--shadow", type=float, default=0.25,
+                   help="fmp learners: share of items with shadow runs of cheaper backends")
     p.add_argument("--paper-width", type=int, default=16, help="paper learner: ResNet-18 base width (64 = full)")
     p.add_argument("--paper-input", type=int, default=64, help="paper learner: input side in pixels")
     p.add_argument("--mono", help="the monolithic backend (default: the costliest baseline-only one)")
