@@ -11,6 +11,8 @@ Every set is seeded and balanced over difficulty (easy / medium / hard):
   lightly reworded (medium) or in other words (hard), plus questions it cannot answer
   ("unknown" expected; sliced as hard).
 * ``vqa``: binary benchmark items, half positive; the one-call model answers the question.
+* ``vqa-open``: open-form benchmark items (a third answerable, a third look-alikes answering
+  "N/A", a third random); the one-call model's answer must match exactly (normalised).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from benchmarks.queryset import QuerySet
 from benchmarks.sampling import draw_item
 from benchmarks.scenes import DIFFICULTIES, SHAPES
 from benchmarks.signs import SIGN_WORDS, render_item
-from benchmarks.truth import FACTS_FILE, HIDDEN, VISIBLE
+from benchmarks.truth import FACTS_FILE, HIDDEN, NA, VISIBLE
 from modules.backends.base import Call
 
 
@@ -134,6 +136,22 @@ def vqa_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str]) ->
             item, *_ = draw_item(qs, query, hint, (lambda a, p=positive: a is p), rng, facts)
             cases.append(Case(Call("query", item.image, (query.question,)),
                               "yes" if positive else "no", item.difficulty))
+    return cases
+
+
+def vqa_open_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str]) -> list[Case]:
+    """Open-form benchmark items for the one-call model: answerable, look-alike ("N/A"), random."""
+    rng = np.random.default_rng([seed, 5])
+    cases = []
+    for query in qs.queries:
+        for k in range(per_query):
+            kind = k % 3
+            hint = (query.positive[k % len(query.positive)] if kind == 0 else
+                    query.distractors[k % len(query.distractors)] if kind == 1 and query.distractors else None)
+            want = ((lambda a: a != NA) if kind == 0 else (lambda a: a == NA) if hint is not None
+                    else (lambda a: True))
+            item, _, _, answer, _ = draw_item(qs, query, hint, want, rng, facts)
+            cases.append(Case(Call("query", item.image, (query.question,)), answer, item.difficulty))
     return cases
 
 

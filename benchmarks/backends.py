@@ -35,6 +35,8 @@ from modules.registry import Registry
 
 BENCH_CATALOG = Path(__file__).resolve().parent.parent / "modules" / "catalogs" / "benchmark.yaml"
 OUT = Path(".fmp/backends.json")
+#: The benchmarks' monolithic model (one image+question call answers any benchmark query).
+BENCH_MONO = "vqa-xl"
 CHUNK = 32
 TASK_OF = {"find": "detection", "exists": "detection", "count": "detection",
            "verify_property": "attributes", "read_text": "ocr", "llm_query": "knowledge"}
@@ -47,12 +49,27 @@ def bench_specs(all_llm: bool = False) -> list[BackendSpec]:
 
 
 def task_of(spec: BackendSpec) -> str | None:
+    """The test set a backend is measured on (one-call models: also ``vqa-open``, see tasks_of)."""
     if spec.baseline_only:
         return "vqa"
     for f in spec.functions:
         if f in TASK_OF:
             return TASK_OF[f]
     return "attributes" if "query" in spec.functions else None
+
+
+def tasks_of(spec: BackendSpec) -> list[str]:
+    """Every test set a backend is measured on: one-call models on binary and open-form items."""
+    task = task_of(spec)
+    return [] if task is None else ["vqa", "vqa-open"] if task == "vqa" else [task]
+
+
+def monolithic_name(registry: Registry) -> str:
+    """``BENCH_MONO`` when the catalog has it, else its most expensive baseline-only model."""
+    from flows.policies import monolithic_backend
+
+    spec = registry.specs.get(BENCH_MONO)
+    return BENCH_MONO if spec is not None and spec.baseline_only else monolithic_backend(registry)
 
 
 def score(answer: Any, expected: Any) -> bool:
@@ -80,13 +97,17 @@ def measure(registry: Registry, name: str, cases: list[tasks.Case]) -> dict[str,
             "flops": flops, "params": backend.params(), "wall_ms": wall, "accuracy": acc}
 
 
-def build_cases(args: argparse.Namespace, binary: QuerySet) -> dict[str, list[tasks.Case]]:
+def build_cases(args: argparse.Namespace, binary: QuerySet, openform: QuerySet,
+                needed: set[str] | None = None) -> dict[str, list[tasks.Case]]:
+    """The test sets (only those in ``needed``, when given: drawing them takes time)."""
     facts = load_facts()
-    return {"detection": tasks.detection_cases(args.scenes, args.seed),
-            "attributes": tasks.attribute_cases(max(4, args.scenes // 3), args.seed),
-            "ocr": tasks.ocr_cases(args.scenes, args.seed),
-            "knowledge": tasks.knowledge_cases_from(tasks.load_table()),
-            "vqa": tasks.vqa_cases(binary, args.vqa_per_query, args.seed, facts)}
+    build = {"detection": lambda: tasks.detection_cases(args.scenes, args.seed),
+             "attributes": lambda: tasks.attribute_cases(args.scenes, args.seed),  # cheap calls: a full set
+             "ocr": lambda: tasks.ocr_cases(args.scenes, args.seed),
+             "knowledge": lambda: tasks.knowledge_cases_from(tasks.load_table()),
+             "vqa": lambda: tasks.vqa_cases(binary, args.vqa_per_query, args.seed, facts),
+             "vqa-open": lambda: tasks.vqa_open_cases(openform, args.vqa_per_query, args.seed, facts)}
+    return {k: f() for k, f in build.items() if needed is None or k in needed}
 
 
 # -- programs ------------------------------------------------------------------------------
@@ -132,7 +153,7 @@ def run_programs(registry: Registry, qs: QuerySet, per_query: int, seed: int) ->
         registry.get(name)  # load every model first: set-up time is not a call's cost
     order = {f: sorted(registry.candidates(f), key=lambda n: _unit(registry, n, f))
              for f in ("find", "exists", "count", "verify_property", "query", "read_text", "llm_query")}
-    mono = [n for n, s in registry.specs.items() if s.baseline_only]
+    mono = [monolithic_name(registry)]
     rng = np.random.default_rng([seed, 9])
     items = []
     for query in qs.queries:
@@ -221,7 +242,8 @@ def program_table(bench: str, rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.backends", description=__doc__.split("\n")[0])
     p.add_argument("--scenes", type=int, default=30, help="scenes per difficulty per test set")
-    p.add_argument("--vqa-per-query", type=int, default=4, help="binary items per query for vqa-mono")
+    p.add_argument("--vqa-per-query", type=int, default=4,
+                   help="binary / open-form items per query for the one-call models")
     p.add_argument("--program-items", type=int, default=3, help="items per query for the program table")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", action="append", help="only these backends (repeatable)")
@@ -229,17 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     binary = load_queryset(default_queryset("binary"))
+    openform = load_queryset(default_queryset("openform"))
     registry = Registry(bench_specs(all_llm=True))
-    cases = build_cases(args, binary)
+    wanted = [(name, task) for name, spec in registry.specs.items() for task in tasks_of(spec)
+              if not args.only or name in args.only]
+    cases = build_cases(args, binary, openform, {task for _, task in wanted})
     rows = []
-    for name, spec in registry.specs.items():
-        task = task_of(spec)
-        if task is None or (args.only and name not in args.only):
-            continue
+    for name, task in wanted:
         row = measure(registry, name, cases[task])
         row["task"] = task
         rows.append(row)
-        print(f"measured {name}", file=sys.stderr)
+        print(f"measured {name} on {task}", file=sys.stderr)
     print(backend_table(rows))
     report: dict[str, Any] = {"seed": args.seed, "backends": rows, "programs": {}}
     if not args.no_programs:

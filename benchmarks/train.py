@@ -1,13 +1,17 @@
 """Train every torch_vision backend of the catalog on procedural scenes: ``python -m benchmarks.train``.
 
+The catalog is ``modules/catalog.yaml`` plus the torch_vision entries of
+``modules/catalogs/benchmark.yaml`` (``vqa-xl``, the benchmarks' monolithic model).
 Seeded and reproducible. Training scenes use seeds >= 10_000_000 (disjoint from evaluation and
 tests); held-out scenes use seeds >= 20_000_000. Weights are float16 state_dicts in
-modules/weights/<name>.pt. Prints per model: train time and held-out accuracy by difficulty.
+modules/weights/<name>.pt (``vqa-xl`` also writes its answer vocabulary, <name>.json). Prints
+per model: train time and held-out accuracy by difficulty.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import zlib
 from collections import defaultdict
@@ -22,6 +26,8 @@ from benchmarks.scenes import COLOURS, DIFFICULTIES, SHAPES, Scene, generate_sce
 from modules.backends.base import Call
 from modules.backends.vision import ARCHITECTURES, TorchVisionBackend, encode_question, to_batch
 from modules.catalog import WEIGHTS_DIR, TorchVisionSpec, load_catalog
+
+BENCH_CATALOG = WEIGHTS_DIR.parent / "catalogs" / "benchmark.yaml"
 
 TRAIN_SEED, EVAL_SEED = 10_000_000, 20_000_000
 
@@ -42,7 +48,9 @@ PLANS: dict[str, Plan] = {
     "det-l": Plan(600, 24, 3e-3, crop=56),
     "attr-s": Plan(400, 64, 4e-3), "attr-m": Plan(500, 64, 4e-3), "attr-l": Plan(1200, 64, 3e-3),
     "vqa-mono": Plan(480, 24, 2e-3, phases=((32, 150), (64, 300), (128, 30))),
+    "vqa-xl": Plan(576, 32, 2e-3, phases=((32, 400), (64, 160), (128, 16))),
 }
+XL_QUESTIONS = 4  # questions asked per image per step (its own query + random others)
 
 
 def scenes(n: int, base: int) -> list[Scene]:
@@ -201,6 +209,186 @@ def mono_set(n_per_query: int, base: int) -> dict:
             "labels": torch.tensor(labels), "diffs": diffs, "qids": qids}
 
 
+# -- vqa-xl: one model for every benchmark question (binary yes/no and open-form) ------------
+def _spec_strings(spec: object) -> set[str]:
+    """Answer constants a truth spec can return (``pick`` values, ``else``, ``argmax_count``)."""
+    out: set[str] = set()
+    if isinstance(spec, dict):
+        for cond, value in spec.get("pick", []):
+            out.add(str(value))
+        if "pick" in spec:
+            out.add(str(spec["else"]))
+        if "argmax_count" in spec:
+            out |= {str(k) for k in spec["argmax_count"]} | {str(spec.get("tie", "same"))}
+        for v in spec.values():
+            out |= _spec_strings(v)
+    elif isinstance(spec, list):
+        for v in spec:
+            out |= _spec_strings(v)
+    return out
+
+
+def answer_vocabulary(querysets: list, facts: dict[str, str]) -> list[str]:
+    """Every answer either benchmark can produce (normalised): yes/no, N/A, colours, shapes,
+    counts, sign words, fact-table answers and the truth specs' constants."""
+    from benchmarks.scenes import MAX_OBJECTS
+    from benchmarks.signs import SIGN_WORDS
+    from benchmarks.truth import NA, normalise_answer
+
+    words = {"yes", "no", NA, *COLOURS, *SHAPES, *(str(n) for n in range(MAX_OBJECTS + 1)),
+             *SIGN_WORDS, *facts.values()}
+    for qs in querysets:
+        for q in qs.queries:
+            words |= _spec_strings(q.truth)
+    return sorted({normalise_answer(w) for w in words})
+
+
+def xl_set(per_query: int, seed: int, querysets: list, facts: dict[str, str],
+           vocab: list[str]) -> dict:
+    """Scenes drawn by the benchmarks' own samplers, ``per_query`` per query, with the answer
+    of EVERY benchmark question on every scene (-1 where the ground truth is ambiguous).
+
+    Binary queries: half positives (positive hints), a quarter near misses, a quarter random
+    negatives. Open-form queries: a third answerable (positive hints), a third look-alike
+    distractors ("N/A"), a third random scenes.
+    """
+    from benchmarks.sampling import draw_item
+    from benchmarks.signs import SIGN_WORDS
+    from benchmarks.truth import NA, Ambiguous, evaluate
+
+    questions = [(qs, q) for qs in querysets for q in qs.queries]
+    index = {a: i for i, a in enumerate(vocab)}
+    images, masks, colours, signs, labels, own, diffs = [], [], [], [], [], [], []
+    for j, (qs, query) in enumerate(questions):
+        rng = np.random.default_rng([seed, j])
+        for k in range(per_query):
+            if qs.answer_type == "bool":
+                kind = k % 4
+                hint = (query.positive[k % len(query.positive)] if kind < 2 else
+                        query.near_misses[k % len(query.near_misses)] if kind == 2 and query.near_misses
+                        else None)
+                want = (lambda a: a is True) if kind < 2 else (lambda a: a is False)
+            else:
+                kind = k % 3
+                hint = (query.positive[k % len(query.positive)] if kind == 0 else
+                        query.distractors[k % len(query.distractors)] if kind == 1 and query.distractors
+                        else None)
+                want = ((lambda a: a != NA) if kind == 0 else (lambda a: a == NA) if hint is not None
+                        else (lambda a: True))
+            try:
+                item, *_ = draw_item(qs, query, hint, want, rng, facts)
+            except RuntimeError:
+                continue
+            row = []
+            for other_qs, other in questions:
+                try:
+                    a = evaluate(other.truth, item, facts, other_qs.answer_type)
+                except Ambiguous:
+                    row.append(-1)
+                    continue
+                row.append(index[("yes" if a else "no") if isinstance(a, bool) else a])
+            images.append(item.image); masks.append(item.scene.mask); colours.append(colour_map(item.scene))
+            signs.append(SIGN_WORDS.index(item.sign_text) + 1 if item.sign_text else 0)
+            labels.append(row); own.append(j); diffs.append(item.difficulty)
+    return {"images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+            "masks": torch.from_numpy(np.stack(masks)), "colours": torch.from_numpy(np.stack(colours)),
+            "signs": torch.tensor(signs), "labels": torch.tensor(labels), "own": torch.tensor(own),
+            "diffs": diffs, "questions": [q.question for _, q in questions],
+            "binary": torch.tensor([qs.answer_type == "bool" for qs, _ in questions])}
+
+
+def xl_answer_sets(data: dict, vocab: list[str]) -> dict[str, list[str]]:
+    """Per question, the answers it was trained with: yes/no for binary questions, else every
+    answer seen on the training scenes (decoding is restricted to them)."""
+    sets = {}
+    for j, question in enumerate(data["questions"]):
+        if data["binary"][j]:
+            sets[question] = ["yes", "no"]
+        else:
+            seen = sorted(set(data["labels"][:, j].tolist()) - {-1})
+            sets[question] = [vocab[i] for i in seen]
+    return sets
+
+
+def xl_label_weights(data: dict, n_answers: int) -> torch.Tensor:
+    """(questions, answers) loss weights against the answer prior: a binary question's yes and
+    no weigh the same in total (its items are mostly "no"); an open question's answers by
+    1/sqrt(frequency) (milder: exact match rewards the prior when in doubt). Mean weight 1."""
+    out = torch.ones(len(data["questions"]), n_answers)
+    for j in range(len(data["questions"])):
+        col = data["labels"][:, j]
+        freq = torch.bincount(col[col >= 0], minlength=n_answers).float()
+        freq = freq / freq.sum().clamp(min=1)
+        seen = freq > 0
+        w = torch.zeros(n_answers)
+        w[seen] = 1 / freq[seen] if data["binary"][j] else freq[seen].rsqrt()
+        w = w / (w * freq).sum().clamp(min=1e-9)
+        out[j] = torch.where(seen, w.clamp(0.1, 10.0), torch.ones(n_answers))
+    return out
+
+
+def train_xl(spec: TorchVisionSpec, data: dict, plan: Plan, vocab: list[str],
+             answer_sets: dict[str, list[str]]) -> torch.nn.Module:
+    """Answer loss over many questions per trunk pass, plus auxiliary shape/colour/sign losses."""
+    model = ARCHITECTURES[spec.architecture](width=spec.width, n_answers=len(vocab))
+    model = model.to(memory_format=torch.channels_last)
+    qvec = torch.stack([encode_question(q) for q in data["questions"]])
+    allowed = torch.zeros(len(data["questions"]), len(vocab), dtype=torch.bool)
+    index = {a: i for i, a in enumerate(vocab)}
+    for j, q in enumerate(data["questions"]):
+        allowed[j, [index[a] for a in answer_sets[q]]] = True
+    labels, own, n_q = data["labels"], data["own"], len(data["questions"])
+    label_w = xl_label_weights(data, len(vocab))
+    weight = torch.tensor([0.3] + [1.0] * 3), torch.tensor([0.3] + [1.0] * 6)
+    gen = torch.Generator().manual_seed(7)
+    for n, (size, steps) in enumerate(plan.phases or ((spec.input_size, plan.steps),)):
+        phase = Plan(steps, plan.batch, plan.lr / (1 + n))  # later (finer) phases fine-tune
+
+        def loss(i: torch.Tensor, size: int = size) -> torch.Tensor:
+            x = data["images"][i].float() / 255.0
+            if size != x.shape[-1]:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            h, mid = model.trunk(x.contiguous(memory_format=torch.channels_last))
+            # one trunk pass, one cheap head per question: the image's own query and random others
+            qs = torch.cat([own[i][:, None], torch.randint(0, n_q, (len(i), XL_QUESTIONS - 1), generator=gen)], 1)
+            y = labels[i[:, None], qs].reshape(-1)
+            w = label_w[qs.reshape(-1), y.clamp(min=0)] * (y >= 0)
+            logits = model.head(h.repeat_interleave(XL_QUESTIONS, 0), qvec[qs.reshape(-1)])
+            logits = logits.masked_fill(~allowed[qs.reshape(-1)], -1e4)
+            qa = (F.cross_entropy(logits, y.clamp(min=0), reduction="none") * w).sum() / w.sum().clamp(min=1)
+            shape_t, colour_t = (F.interpolate(data[key][i][:, None].float(), size=mid.shape[-1],
+                                               mode="nearest-exact")[:, 0].long() for key in ("masks", "colours"))
+            dense = model.aux(mid)
+            return (qa + 0.5 * F.cross_entropy(dense[:, :4], shape_t, weight=weight[0])
+                    + 0.5 * F.cross_entropy(dense[:, 4:], colour_t, weight=weight[1])
+                    + 0.3 * F.cross_entropy(model.sign_logits(h), data["signs"][i]))
+
+        _fit(model, phase, len(data["own"]), loss, 5 + size)
+    return model.to(memory_format=torch.contiguous_format)
+
+
+def eval_xl(backend: TorchVisionBackend, data: dict, vocab: list[str]) -> dict[str, dict[str, list[bool]]]:
+    """Each held-out scene asked its own query: yes/no accuracy (binary), exact match (open-form);
+    ``*-prior`` is the most frequent training answer of the question (what no looking gives)."""
+    images = data["images"].permute(0, 2, 3, 1).numpy()
+    own = data["own"].tolist()
+    calls = [Call("query", images[k], (data["questions"][j],)) for k, j in enumerate(own)]
+    answers = backend.infer(calls)
+    prior = data.get("prior", {})
+    out: dict[str, dict[str, list[bool]]] = {"binary yes/no": defaultdict(list), "open EM": defaultdict(list),
+                                             "open EM prior": defaultdict(list)}
+    for k, (j, a, d) in enumerate(zip(own, answers, data["diffs"])):
+        y = int(data["labels"][k, j])
+        if y < 0:
+            continue
+        if data["binary"][j]:
+            out["binary yes/no"][d].append(a == vocab[y])
+        else:
+            out["open EM"][d].append(a == vocab[y])
+            out["open EM prior"][d].append(prior.get(j) == vocab[y])
+    return out
+
+
 def _table(hits: dict[str, list[bool]]) -> str:
     return "  ".join(f"{d}={np.mean(hits[d]):.3f}(n={len(hits[d])})" for d in DIFFICULTIES if hits[d])
 
@@ -250,9 +438,40 @@ def eval_mono(backend: TorchVisionBackend, data: dict, questions: dict[str, str]
 
 
 def save(model: torch.nn.Module, spec: TorchVisionSpec) -> None:
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     torch.save(state, WEIGHTS_DIR / spec.weights)
+
+
+def train_specs() -> list[TorchVisionSpec]:
+    """The torch_vision backends of catalog.yaml and of the benchmark catalog."""
+    return [s for s in load_catalog() + load_catalog(BENCH_CATALOG) if s.kind == "torch_vision"]
+
+
+def _train_xl(spec: TorchVisionSpec, plan: Plan, per_query: int
+              ) -> tuple[torch.nn.Module, Callable[[TorchVisionBackend], dict]]:
+    """Draw the data, train, write the vocabulary JSON; the held-out evaluation to run."""
+    from benchmarks.queryset import default_queryset, load_queryset
+    from benchmarks.truth import load_facts
+
+    start = time.time()
+    querysets = [load_queryset(default_queryset(b)) for b in ("binary", "openform")]
+    facts = load_facts()
+    vocab = answer_vocabulary(querysets, facts)
+    data = xl_set(per_query, TRAIN_SEED + 3_000_000, querysets, facts, vocab)
+    held = xl_set(8, EVAL_SEED + 3_000_000, querysets, facts, vocab)  # binary: 4 yes, 4 no
+    print(f"vqa-xl data: {len(data['own'])} training scenes, {len(held['own'])} held out, "
+          f"{len(vocab)} answers, in {time.time() - start:.1f}s", flush=True)
+    answer_sets = xl_answer_sets(data, vocab)
+    model = train_xl(spec, data, plan, vocab, answer_sets)
+    vocab_path = (WEIGHTS_DIR / spec.weights).with_suffix(".json")
+    vocab_path.write_text(json.dumps({"answers": vocab, "answer_sets": answer_sets}, indent=1) + "\n")
+    for j in range(len(data["questions"])):  # the no-look baseline: each question's commonest answer
+        col = data["labels"][:, j]
+        col = col[col >= 0]
+        if len(col):
+            held.setdefault("prior", {})[j] = vocab[int(torch.bincount(col).argmax())]
+    return model, lambda b: eval_xl(b, held, vocab)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -261,19 +480,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", help="backend names to train (default: all)")
     ap.add_argument("--scenes", type=int, default=3000, help="training scenes for detectors/attr")
     ap.add_argument("--mono-per-query", type=int, default=600, help="positives (=negatives) per query")
+    ap.add_argument("--xl-per-query", type=int, default=100, help="vqa-xl training scenes per benchmark query")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    specs = [s for s in load_catalog() if s.kind == "torch_vision" and (not args.only or s.name in args.only)]
+    specs = [s for s in train_specs() if not args.only or s.name in args.only]
     t0 = time.time()
-    train = scenes(args.scenes, TRAIN_SEED)
-    held = scenes(400, EVAL_SEED)
-    seg = {"images": np.stack([s.image for s in train]), "masks": np.stack([s.mask for s in train])}
-    crops, colours, shapes, _ = object_crops(train, np.random.default_rng(0))
-    attr = {"crops": crops, "colours": colours, "shapes": shapes}
-    c, co, sh, di = object_crops(held, None)
-    attr_held = {"crops": c, "colours": co, "shapes": sh, "diffs": di}
-    print(f"data: {len(train)} scenes, {len(crops)} crops in {time.time() - t0:.1f}s", flush=True)
+    if any(s.architecture in ("segdet", "attr") for s in specs):
+        train = scenes(args.scenes, TRAIN_SEED)
+        held = scenes(400, EVAL_SEED)
+        seg = {"images": np.stack([s.image for s in train]), "masks": np.stack([s.mask for s in train])}
+        crops, colours, shapes, _ = object_crops(train, np.random.default_rng(0))
+        attr = {"crops": crops, "colours": colours, "shapes": shapes}
+        c, co, sh, di = object_crops(held, None)
+        attr_held = {"crops": c, "colours": co, "shapes": sh, "diffs": di}
+        print(f"data: {len(train)} scenes, {len(crops)} crops in {time.time() - t0:.1f}s", flush=True)
     for spec in specs:
         start = time.time()
         plan = PLANS[spec.name]
@@ -282,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
             model, evaluate = train_segdet(spec, seg, plan), lambda b: eval_detector(b, held)
         elif spec.architecture == "attr":
             model, evaluate = train_attr(spec, attr, plan), lambda b: eval_attr(b, attr_held)
+        elif spec.architecture == "mono_open":
+            model, evaluate = _train_xl(spec, plan, args.xl_per_query)
         else:
             from benchmarks.queries import DEMO_QUERIES
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flows import policies
 from flows.policies import monolithic_flops, unit_flops
 from modules.program import Program
 from modules.registry import Registry
@@ -17,11 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def monolithic_backend(registry: Registry) -> str:
-    """Name of the monolithic model: the catalog's first baseline_only ``query`` backend."""
-    names = [n for n, s in registry.specs.items() if s.baseline_only and "query" in s.functions]
-    if not names:
-        raise ValueError("the catalog has no baseline_only query backend (the monolithic model)")
-    return names[0]
+    """Name of the monolithic model: the most expensive baseline_only ``query`` backend."""
+    return policies.monolithic_backend(registry)
 
 
 def backend_costs(registry: Registry, program: Program) -> list[BackendCost]:

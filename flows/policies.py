@@ -64,19 +64,40 @@ def arms_for(program: Program, registry: Registry, spec: PolicySpec) -> dict[str
 
 
 def unit_flops(registry: Registry, backend: str, function: str) -> float:
-    """Measured FLOPs of one representative call of ``function`` on ``backend``."""
-    image = np.zeros((128, 128, 3), np.uint8) if function != "llm_query" else None
+    """Measured FLOPs of one representative call of ``function`` on ``backend``.
+
+    Vision models cost the same on any 128 px image (a blank one here); OCR costs depend on
+    content (a blank patch runs only the text localiser), so ``read_text`` is measured on a
+    patch with one word on a sign.
+    """
+    if function == "llm_query":
+        image = None
+    elif function == "read_text":
+        from modules.backends.ocr import representative_text_image
+
+        image = representative_text_image()
+    else:
+        image = np.zeros((128, 128, 3), np.uint8)
     args = {"verify_property": ("object", "red"), "query": ("what colour is this?",),
             "llm_query": ("how many sides does a triangle have?",)}.get(function, ("object",))
     return registry.get(backend).flops(Call(function, image, args))
 
 
-def monolithic_flops(registry: Registry) -> float:
-    """FLOPs of one monolithic call: the unit in which the policy's cost is expressed."""
+def monolithic_backend(registry: Registry) -> str:
+    """The monolithic model: the most expensive baseline_only ``query`` backend (by measured
+    FLOPs per call; catalog order breaks ties). With one such backend it is not measured here."""
     mono = [n for n, s in registry.specs.items() if s.baseline_only and "query" in s.functions]
     if not mono:
         raise ValueError("the catalog has no baseline_only query backend (the monolithic model)")
-    return unit_flops(registry, mono[0], "query")
+    if len(mono) == 1:
+        return mono[0]
+    flops = [unit_flops(registry, n, "query") for n in mono]
+    return mono[flops.index(max(flops))]
+
+
+def monolithic_flops(registry: Registry) -> float:
+    """FLOPs of one monolithic call: the unit in which the policy's cost is expressed."""
+    return unit_flops(registry, monolithic_backend(registry), "query")
 
 
 def unit_costs(registry: Registry, arms: dict[str, list[str]], program: Program) -> dict[str, float]:

@@ -2,13 +2,16 @@
 
 Kind ``torch_vision``: the spec names an architecture in ``ARCHITECTURES``, its width and
 input size, and a state_dict file under ``modules/weights/``. Torch is imported here only;
-the registry imports this module lazily.
+the registry imports this module lazily. Architectures with an answer vocabulary
+(``mono_open``) read it from a JSON file next to the weights (``<weights stem>.json``).
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modules.backends.base import Backend, Box, Call
+from modules.backends.facts import normalise
 from modules.catalog import WEIGHTS_DIR, TorchVisionSpec
 
 SHAPES = ("circle", "square", "triangle")  # == benchmarks.scenes.SHAPES (class 1 + index)
@@ -26,6 +30,7 @@ Q_BUCKETS = 64
 CHUNK = 32  # calls per forward pass
 CANVAS = 128  # scene size the detectors were trained at (benchmarks.scenes.SIZE)
 MIN_AREA_FRAC = 1.5 / 1024  # components smaller than this fraction of the input are noise
+SIGN_CLASSES = 29  # OpenVQA's auxiliary sign head: no sign + benchmarks.signs.SIGN_WORDS (28)
 
 
 def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -118,6 +123,88 @@ class MonoVQA(nn.Module):
         return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)).squeeze(1)
 
 
+class OpenVQA(nn.Module):
+    """Monolithic image+question model with an answer-vocabulary head (open-form and yes/no).
+
+    Same idea as ``MonoVQA`` (CNN, FiLM by a hashed bag of words, coordinate channels) but
+    bigger, and the output is logits over a fixed answer vocabulary. The question-independent
+    ``trunk`` (stride 8) holds almost all FLOPs; the ``head`` (FiLM, one 3x3 and one 1x1
+    conv at stride 8, pooled, MLP) is cheap, so training can ask many questions per trunk
+    pass. ``aux`` (per-pixel shape/colour, stride 4) and ``sign`` (the sign's word from
+    pooled features) are auxiliary training losses; inference never computes them.
+    """
+
+    functions: ClassVar[frozenset[str]] = frozenset({"query"})
+    uses_vocabulary: ClassVar[bool] = True
+
+    def __init__(self, width: int, n_answers: int = 1, n_signs: int = SIGN_CLASSES) -> None:
+        super().__init__()
+        w, c = width, 4 * width
+        self.stem, self.s0 = conv(5, w), conv(w, w)  # +2 coordinate channels
+        self.s1, self.s1b = conv(w, 2 * w, 2), conv(2 * w, 2 * w)
+        self.s2, self.s2b, self.s2c = conv(2 * w, c, 2), conv(c + 2, c), conv(c, c)
+        self.s3, self.s3b = conv(c, c, 2), conv(c, c, dilation=2)
+        self.aux = nn.Conv2d(c, 1 + len(SHAPES) + 1 + len(COLOURS), 1)
+        self.sign = nn.Linear(2 * c, n_signs)
+        self.film = nn.Linear(Q_BUCKETS, 4 * c)
+        self.h1, self.h2 = conv(c + 2, c), nn.Conv2d(c, c, 1)
+        self.out = nn.Sequential(nn.Linear(2 * c + Q_BUCKETS, c), nn.ReLU(), nn.Linear(c, n_answers))
+        self.c = c
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x)[0], q)
+
+    def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stride-8 features for the head, stride-4 features for the auxiliary loss)."""
+        h = self.s1b(self.s1(self.s0(self.stem(_with_coords(_normalise(x))))))
+        mid = self.s2c(self.s2b(_with_coords(self.s2(h))))
+        return self.s3b(self.s3(mid)), mid
+
+    def head(self, h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Question-conditioned layers: answer logits (N, n_answers) for features ``h``."""
+        c = self.c
+        g1, b1, g2, b2 = torch.split(self.film(q), [c, c, c, c], 1)
+        h = self.h1(_with_coords(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None]))
+        h = F.relu(self.h2(h) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
+        return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1))
+
+    def sign_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.sign(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+
+
+class AnswerVocabulary:
+    """Answer strings and, per known (normalised) question, the answers it was trained with.
+
+    Decoding picks the best answer among the question's trained answers (``["yes", "no"]``
+    for a yes/no benchmark question, so a binary question is always answered yes or no);
+    a question the model never saw decodes over the whole vocabulary.
+    """
+
+    def __init__(self, answers: list[str], answer_sets: dict[str, list[str]]) -> None:
+        self.answers = list(answers)
+        index = {a: i for i, a in enumerate(self.answers)}
+        self.sets = {normalise(q): [index[a] for a in allowed] for q, allowed in answer_sets.items()}
+
+    @classmethod
+    def load(cls, path: Any) -> AnswerVocabulary:
+        data = json.loads(Path(path).read_text())
+        return cls(data["answers"], data["answer_sets"])
+
+    def allowed(self, question: str) -> list[int]:
+        return self.sets.get(normalise(question), list(range(len(self.answers))))
+
+    def mask(self, questions: list[str]) -> torch.Tensor:
+        """(N, V) bool: which answers each question may decode to."""
+        m = torch.zeros(len(questions), len(self.answers), dtype=torch.bool)
+        for i, q in enumerate(questions):
+            m[i, self.allowed(q)] = True
+        return m
+
+    def decode(self, logits: torch.Tensor, questions: list[str]) -> list[str]:
+        best = logits.masked_fill(~self.mask(questions), float("-inf")).argmax(1)
+        return [self.answers[i] for i in best.tolist()]
+
+
 def _with_coords(x: torch.Tensor) -> torch.Tensor:
     """Append x/y coordinate channels in [-1, 1] (relations like 'left of' need position)."""
     n, _, hgt, wid = x.shape
@@ -126,7 +213,8 @@ def _with_coords(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, xs, ys], 1)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA,
+                                             "mono_open": OpenVQA}
 
 
 def encode_question(question: str) -> torch.Tensor:
@@ -245,8 +333,18 @@ class TorchVisionBackend(Backend):
         if extra:
             raise ValueError(f"backend {self.name!r}: architecture {self.spec.architecture!r} cannot "
                              f"serve {extra}; it serves {sorted(arch.functions)}")
-        model = arch(width=self.spec.width)
         path = WEIGHTS_DIR / self.spec.weights
+        self.vocab: AnswerVocabulary | None = None
+        if getattr(arch, "uses_vocabulary", False):
+            vocab_path = path.with_suffix(".json")
+            try:
+                self.vocab = AnswerVocabulary.load(vocab_path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"backend {self.name!r}: answer vocabulary {vocab_path} missing; "
+                                        "run `make weights` (python -m benchmarks.train)") from None
+            model = arch(width=self.spec.width, n_answers=len(self.vocab.answers))
+        else:
+            model = arch(width=self.spec.width)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -284,6 +382,9 @@ class TorchVisionBackend(Backend):
                     results = self._detect(batch, part)
                 elif isinstance(self.model, AttrNet):
                     results = self._attributes(batch, part)
+                elif isinstance(self.model, OpenVQA):
+                    q = torch.stack([encode_question(c.args[0]) for c in part])
+                    results = self.vocab.decode(self.model(batch, q), [c.args[0] for c in part])
                 else:
                     q = torch.stack([encode_question(c.args[0]) for c in part])
                     results = ["yes" if v > 0 else "no" for v in self.model(batch, q).tolist()]
@@ -308,6 +409,9 @@ class TorchVisionBackend(Backend):
         if call.function == "find":
             return []
         if call.function == "query":
+            if isinstance(self.model, OpenVQA):  # nothing to see: "no" if it must say yes/no
+                allowed = {self.vocab.answers[i] for i in self.vocab.allowed(call.args[0])}
+                return "no" if allowed == {"yes", "no"} else "N/A"
             return "no" if isinstance(self.model, MonoVQA) else "unknown"
         return _EMPTY_ANSWER[call.function]
 
@@ -348,7 +452,7 @@ class TorchVisionBackend(Backend):
             x = torch.zeros(key)
             counter = FlopCounterMode(display=False)
             with counter, torch.inference_mode():
-                if isinstance(self.model, MonoVQA):
+                if isinstance(self.model, (MonoVQA, OpenVQA)):
                     self.model(x, torch.zeros(1, Q_BUCKETS))
                 else:
                     self.model(x)
