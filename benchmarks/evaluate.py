@@ -515,7 +515,7 @@ def pareto_png(path: Path, sweep: dict[str, list[dict[str, Any]]], metric: str, 
 
 
 # -- main ----------------------------------------------------------------------------------
-QUICK = {"binary": (5, 300), "openform": (5, 80)}  # (queries: one per reasoning type, scenes)
+QUICK = {"binary": (5, 150), "openform": (5, 50)}  # (queries: one per reasoning type, scenes)
 
 
 def pick_queries(qs: QuerySet, args: argparse.Namespace) -> list[BenchQuery]:
@@ -552,6 +552,13 @@ def monolithic_backend(registry: Registry, name: str | None = None) -> tuple[str
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.backends import bench_specs
 
+    import torch
+
+    # One thread: the harness's models run small batches and the policies' networks are tiny;
+    # extra threads only spin (and on a busy machine make every small op many times slower).
+    torch.set_num_threads(1)
+    args.paper_width = args.paper_width or (8 if args.quick else 16)
+    args.paper_input = args.paper_input or (32 if args.quick else 64)
     qs = load_queryset(args.queries or default_queryset(args.benchmark))
     if qs.benchmark != args.benchmark:
         raise SystemExit(f"{args.queries}: a {qs.benchmark} query set, but --benchmark {args.benchmark}")
@@ -639,8 +646,9 @@ def parser() -> argparse.ArgumentParser:
                    help="fmp-budget: cost per item to hold, in monolithic calls (0.02 = 98%% savings)")
     p.add_argument("--shadow", type=float, default=0.25,
                    help="fmp learners: share of items with shadow runs of cheaper backends")
-    p.add_argument("--paper-width", type=int, default=16, help="paper learner: ResNet-18 base width (64 = full)")
-    p.add_argument("--paper-input", type=int, default=64, help="paper learner: input side in pixels")
+    p.add_argument("--paper-width", type=int, help="paper learner: ResNet-18 base width (64 = full; "
+                                                    "default 16, 8 with --quick)")
+    p.add_argument("--paper-input", type=int, help="paper learner: input side in pixels (default 64, 32 with --quick)")
     p.add_argument("--mono", help="the monolithic backend (default: the costliest baseline-only one)")
     p.add_argument("--out", type=Path, help="report path (default .fmp/eval-<benchmark>.json)")
     return p
@@ -650,9 +658,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not 0 < args.label_rate <= 1:
         raise SystemExit(f"--label-rate must be in (0, 1], got {args.label_rate}")
-    import torch
-
-    torch.set_num_threads(2)
     evaluate(args)
     return 0
 
