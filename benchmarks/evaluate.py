@@ -493,7 +493,7 @@ def pareto_png(path: Path, sweep: dict[str, list[dict[str, Any]]], metric: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     for name, pts in sweep.items():
         pts = sorted(pts, key=lambda p: p["gflops_per_item"])
         xs, ys = [p["gflops_per_item"] for p in pts], [p["quality"] for p in pts]
@@ -507,7 +507,7 @@ def pareto_png(path: Path, sweep: dict[str, list[dict[str, Any]]], metric: str, 
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
