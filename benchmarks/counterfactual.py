@@ -60,7 +60,6 @@ class CallCache:
     answers: dict[tuple, Answered] = field(default_factory=dict)
     computed: int = 0
     reused: int = 0
-    model_ms: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
         keys = [call_key(backend, c) for c in calls]
@@ -87,7 +86,6 @@ class CallCache:
                 except (ValueError, TypeError) as exc:
                     outputs.append(CallFailure(f"{name}: {exc}"))
         wall = (time.perf_counter() - start) * 1000
-        self.model_ms[name] += wall
         self.computed += len(calls)
         params = float(backend.params())
         for key, call, out in zip(keys, calls, outputs):
@@ -165,13 +163,6 @@ def oracle_runs(program: Program, images: list[np.ndarray], arms: dict[str, list
             return [s.result for s in searches]  # type: ignore[misc]
         for backend, calls in wanted.items():
             cache.get_many(backend, list(calls.values()))
-
-
-def oracle_run(program: Program, image: np.ndarray, arms: dict[str, list[str]], cache: CallCache,
-               is_right: Callable[[Any], bool], limits: Limits = Limits(),
-               max_expansions: int = 400) -> OracleRun:
-    """:func:`oracle_runs` for one item."""
-    return oracle_runs(program, [image], arms, cache, [is_right], limits, max_expansions)[0]
 
 
 def _step(program: Program, image: np.ndarray, search: _Search, cache: CallCache, limits: Limits,

@@ -48,6 +48,8 @@ from benchmarks.queryset import BenchQuery, QuerySet, default_queryset, load_que
 from benchmarks.sampling import Plan, draw_stream
 from benchmarks.truth import load_facts
 from benchmarks.truth import normalise_answer as normalise_open
+from flows.policies import arms_for, policy_spec
+from flows.policies import unit_costs as flow_unit_costs
 from modules import embedding
 from modules.executor import BatchExecutor, ItemInput, ItemOutcome, Route
 from modules.program import CallSite, Program, parse_program
@@ -129,22 +131,13 @@ def is_right(answer: Any, label: Any, answer_type: str) -> bool:
 
 # -- costs ---------------------------------------------------------------------------------
 def arms_of(program: Program, ctx: Context) -> dict[str, list[str]]:
-    from flows.policies import unit_flops
-
-    return {s.id: sorted(ctx.registry.candidates(s.function),
-                         key=lambda n, f=s.function: unit_flops(ctx.registry, n, f))
-            for s in program.call_sites}
+    """Candidate backends per call site, cheapest first: what the flows' learners get."""
+    return arms_for(program, ctx.registry, policy_spec("learned"))
 
 
 def unit_costs(program: Program, arms: dict[str, list[str]], ctx: Context) -> dict[str, float]:
-    from flows.policies import unit_flops
-
-    fn = {s.id: s.function for s in program.call_sites}
-    costs: dict[str, float] = {}
-    for site, names in arms.items():
-        for n in names:
-            costs[n] = max(costs.get(n, 0.0), unit_flops(ctx.registry, n, fn[site]) / ctx.mono_flops)
-    return costs
+    """Arm costs in monolithic calls of the evaluation's monolithic model."""
+    return flow_unit_costs(ctx.registry, arms, program, unit=ctx.mono_flops)
 
 
 def learner_config(ctx: Context, lam: float, **extra: Any) -> LearnerConfig:
@@ -534,19 +527,18 @@ def pick_queries(qs: QuerySet, args: argparse.Namespace) -> list[BenchQuery]:
 
 
 def monolithic_backend(registry: Registry, name: str | None = None) -> tuple[str, float]:
-    """The monolithic model: ``name``, or the most expensive baseline-only query backend."""
-    from flows.policies import unit_flops
+    """The monolithic model (``name``, or the flows' choice: the costliest baseline-only
+    ``query`` backend) and its FLOPs per call."""
+    from flows.policies import monolithic_backend as costliest, unit_flops
 
     monos = [n for n, s in registry.specs.items() if s.baseline_only and "query" in s.functions]
-    if name is not None:
-        if name not in monos:
-            raise SystemExit(f"--mono {name!r} is not a baseline-only query backend; valid: {monos}")
-        monos = [name]
-    if not monos:
-        raise SystemExit("the catalog has no baseline_only query backend (the monolithic model)")
-    flops = {n: unit_flops(registry, n, "query") for n in monos}
-    name = max(flops, key=flops.get)
-    return name, flops[name]
+    if name is not None and name not in monos:
+        raise SystemExit(f"--mono {name!r} is not a baseline-only query backend; valid: {monos}")
+    try:
+        name = name or costliest(registry)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return name, unit_flops(registry, name, "query")
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

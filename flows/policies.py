@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,13 +64,26 @@ def arms_for(program: Program, registry: Registry, spec: PolicySpec) -> dict[str
     return arms
 
 
+#: backend object -> function -> unit FLOPs (a representative OCR call runs the model; once is enough)
+_UNIT_FLOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def unit_flops(registry: Registry, backend: str, function: str) -> float:
-    """Measured FLOPs of one representative call of ``function`` on ``backend``.
+    """Measured FLOPs of one representative call of ``function`` on ``backend`` (cached per
+    loaded backend).
 
     Vision models cost the same on any 128 px image (a blank one here); OCR costs depend on
     content (a blank patch runs only the text localiser), so ``read_text`` is measured on a
     patch with one word on a sign.
     """
+    model = registry.get(backend)
+    known = _UNIT_FLOPS.setdefault(model, {})
+    if function not in known:
+        known[function] = _measure_unit(model, function)
+    return known[function]
+
+
+def _measure_unit(model: Any, function: str) -> float:
     if function == "llm_query":
         image = None
     elif function == "read_text":
@@ -80,7 +94,7 @@ def unit_flops(registry: Registry, backend: str, function: str) -> float:
         image = np.zeros((128, 128, 3), np.uint8)
     args = {"verify_property": ("object", "red"), "query": ("what colour is this?",),
             "llm_query": ("how many sides does a triangle have?",)}.get(function, ("object",))
-    return registry.get(backend).flops(Call(function, image, args))
+    return model.flops(Call(function, image, args))
 
 
 def monolithic_backend(registry: Registry) -> str:
@@ -100,9 +114,11 @@ def monolithic_flops(registry: Registry) -> float:
     return unit_flops(registry, monolithic_backend(registry), "query")
 
 
-def unit_costs(registry: Registry, arms: dict[str, list[str]], program: Program) -> dict[str, float]:
-    """Normalised cost per call of every arm: its FLOPs ÷ one monolithic call's FLOPs."""
-    unit = monolithic_flops(registry)
+def unit_costs(registry: Registry, arms: dict[str, list[str]], program: Program,
+               unit: float | None = None) -> dict[str, float]:
+    """Normalised cost per call of every arm: its FLOPs ÷ ``unit`` (default: one monolithic
+    call's FLOPs)."""
+    unit = unit or monolithic_flops(registry)
     functions = {s.id: s.function for s in program.call_sites}
     costs: dict[str, float] = {}
     for site, names in arms.items():

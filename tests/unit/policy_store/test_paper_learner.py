@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,13 +17,6 @@ COSTS = {"small": 0.1, "mid": 0.4, "large": 1.0}
 SMALL = LearnerConfig(paper_width=8, paper_input=32)  # fast enough for unit tests
 TINY = LearnerConfig(paper_width=4, paper_input=16)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _image(rng: np.random.Generator, bright: bool, side: int = 40) -> np.ndarray:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from policy_store.errors import LearnerError
 from policy_store.learners import LEARNERS, Example, LearnerConfig, load_learner, make_learner
@@ -17,14 +15,6 @@ CFG = LearnerConfig(
     seed=3, pins={"*": "large", "find@2:4": "mid"}, paper_width=8, paper_input=32
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The paper learner runs torch; one thread keeps it fast on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _feat(learner: object, x: np.ndarray) -> np.ndarray:
