@@ -28,10 +28,12 @@ import numpy as np
 from benchmarks import backend_tasks as tasks
 from benchmarks.queryset import QuerySet, default_queryset, load_queryset
 from benchmarks.scenes import DIFFICULTIES
-from benchmarks.truth import NA, load_facts, normalise_answer
-from modules.backends.base import Call
+from benchmarks.truth import NA, load_facts
+from modules.answers import normalise_answer
+from modules.backends.base import Call, Output
 from modules.catalog import DEFAULT_CATALOG, BackendSpec, load_catalog
 from modules.registry import Registry
+from policies.costs import monolithic_backend, unit_flops
 
 BENCH_CATALOG = Path(__file__).resolve().parent.parent / "modules" / "catalogs" / "benchmark.yaml"
 OUT = Path(".fmp/backends.json")
@@ -66,10 +68,8 @@ def tasks_of(spec: BackendSpec) -> list[str]:
 
 def monolithic_name(registry: Registry) -> str:
     """``BENCH_MONO`` when the catalog has it, else its most expensive baseline-only model."""
-    from flows.policies import monolithic_backend
-
     spec = registry.specs.get(BENCH_MONO)
-    return BENCH_MONO if spec is not None and spec.baseline_only else monolithic_backend(registry)
+    return monolithic_backend(registry, BENCH_MONO if spec is not None and spec.baseline_only else None)
 
 
 def score(answer: Any, expected: Any) -> bool:
@@ -82,12 +82,13 @@ def measure(registry: Registry, name: str, cases: list[tasks.Case]) -> dict[str,
     """Run ``cases`` on backend ``name`` in chunks; cost and accuracy per difficulty."""
     backend = registry.get(name)
     backend.infer([cases[0].call])  # warm-up: lazy kernels and caches are not a call's cost
-    answers: list[Any] = []
+    outputs: list[Output] = []
     start = time.perf_counter()
     for i in range(0, len(cases), CHUNK):
-        answers += backend.infer([c.call for c in cases[i:i + CHUNK]])
+        outputs += backend.infer([c.call for c in cases[i:i + CHUNK]])
     wall = (time.perf_counter() - start) * 1000 / len(cases)
-    flops = float(np.mean([backend.flops(c.call) for c in cases]))
+    answers = [o.value for o in outputs]
+    flops = float(np.mean([o.usage.flops for o in outputs]))
     hits: dict[str, list[bool]] = defaultdict(list)
     for case, answer in zip(cases, answers):
         hits[case.difficulty].append(score(answer, case.expected))
@@ -151,7 +152,7 @@ def run_programs(registry: Registry, qs: QuerySet, per_query: int, seed: int) ->
     facts = load_facts()
     for name in registry.specs:
         registry.get(name)  # load every model first: set-up time is not a call's cost
-    order = {f: sorted(registry.candidates(f), key=lambda n: _unit(registry, n, f))
+    order = {f: sorted(registry.candidates(f), key=lambda n: unit_flops(registry, n, f))
              for f in ("find", "exists", "count", "verify_property", "query", "read_text", "llm_query")}
     mono = [monolithic_name(registry)]
     rng = np.random.default_rng([seed, 9])
@@ -185,15 +186,11 @@ def run_programs(registry: Registry, qs: QuerySet, per_query: int, seed: int) ->
     return rows
 
 
-def _unit(registry: Registry, name: str, function: str) -> float:
-    from flows.policies import unit_flops
-
-    return unit_flops(registry, name, function)
 
 
 def _plan_row(plan: str, qs: QuerySet, outcomes: list[Any], wall: float) -> dict[str, Any]:
-    flops = [sum(t.flops for t in o.tallies.values()) for _, _, o in outcomes]
-    params = [sum(t.params for t in o.tallies.values()) for _, _, o in outcomes]
+    flops = [sum(d.flops for d in o.decisions) for _, _, o in outcomes]
+    params = [sum(d.params for d in o.decisions) for _, _, o in outcomes]
     row: dict[str, Any] = {"plan": plan, "items": len(outcomes), "flops_per_item": float(np.mean(flops)),
                            "params_per_item": float(np.mean(params)), "wall_ms_per_item": wall,
                            "failed": sum(o.status != "ok" for _, _, o in outcomes)}

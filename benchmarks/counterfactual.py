@@ -3,9 +3,10 @@
 Every policy of an evaluation runs the same items. A backend is a deterministic function
 of (function, args, pixels), so :class:`CallCache` keys answers by exactly that and the
 :func:`cached_round_runner` answers a lockstep round from the cache, sending only unseen
-calls to the models (one ``infer`` per backend). Costs are the backends' own measurements
-per call (FLOPs, parameters, price) and the wall time of the batched call that first
-computed it, so a cached answer costs a policy what it would have cost to compute.
+calls to the models (one ``infer`` per backend). Costs are the usage each backend returned
+with its output (FLOPs, parameters, price) and the wall time of the batched call that first
+computed it, so a cached answer (``usage.cached``) costs a policy what it would have cost to
+compute.
 
 :func:`oracle_runs` finds, for each item, the cheapest run (in FLOPs) whose answer is right:
 a best-first search over the item's runs, which branch at the first visit of each call
@@ -22,14 +23,14 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from modules.backends.base import Call
+from modules.backends.base import Call, CallFailure, Output
 from modules.errors import FmpModuleError
-from modules.executor import CallFailure, GroupRequest, GroupResult, RoundRunner
+from modules.executor import GroupRequest, GroupResult, RoundRunner
 from modules.interpreter import Interpreter, Limits
 from modules.program import Program
 from modules.registry import Registry
@@ -37,11 +38,14 @@ from modules.registry import Registry
 
 @dataclass(frozen=True)
 class Answered:
-    output: Any
-    flops: float
-    params: float
+    """A computed call: its output (value and usage) and its share of its batch's wall time."""
+
+    output: Output
     wall_ms: float
-    price: float
+
+    def reused(self) -> Answered:
+        """The same answer, marked as served from the cache."""
+        return replace(self, output=replace(self.output, usage=replace(self.output.usage, cached=True)))
 
 
 def call_key(backend: str, call: Call) -> tuple:
@@ -63,11 +67,13 @@ class CallCache:
 
     def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
         keys = [call_key(backend, c) for c in calls]
-        missing = {k: c for k, c in zip(keys, calls) if k not in self.answers}
+        hits = [k in self.answers for k in keys]
+        missing = {k: c for k, c, hit in zip(keys, calls, hits, strict=True) if not hit}
         self.reused += len(keys) - len(missing)
         if missing:
             self._compute(backend, list(missing.keys()), list(missing.values()))
-        return [self.answers[k] for k in keys]
+        return [self.answers[k].reused() if hit else self.answers[k]
+                for k, hit in zip(keys, hits, strict=True)]
 
     def peek(self, backend: str, call: Call) -> Answered | None:
         """The cached answer, or None (never computes)."""
@@ -76,21 +82,12 @@ class CallCache:
     def _compute(self, name: str, keys: list[tuple], calls: list[Call]) -> None:
         backend = self.registry.get(name)
         start = time.perf_counter()
-        try:
-            outputs: list[Any] = backend.infer(calls)
-        except (ValueError, TypeError):
-            outputs = []
-            for call in calls:
-                try:
-                    outputs.extend(backend.infer([call]))
-                except (ValueError, TypeError) as exc:
-                    outputs.append(CallFailure(f"{name}: {exc}"))
+        outputs = [Output(o.value.at(name), o.usage) if isinstance(o.value, CallFailure) else o
+                   for o in backend.answer(calls)]
         wall = (time.perf_counter() - start) * 1000
         self.computed += len(calls)
-        params = float(backend.params())
-        for key, call, out in zip(keys, calls, outputs):
-            self.answers[key] = Answered(out, float(backend.flops(call)), params, wall / len(calls),
-                                         float(backend.price(call)))
+        for key, out in zip(keys, outputs, strict=True):
+            self.answers[key] = Answered(out, wall / len(calls))
 
     def clear(self) -> None:
         self.answers.clear()
@@ -103,9 +100,7 @@ def cached_round_runner(cache: CallCache) -> RoundRunner:
         results = []
         for req in requests:
             got = cache.get_many(req.backend, req.calls)
-            params = int(got[0].params) if got else 0
-            results.append(GroupResult([a.output for a in got], [a.flops for a in got], params,
-                                       [a.price for a in got], sum(a.wall_ms for a in got)))
+            results.append(GroupResult([a.output for a in got], sum(a.wall_ms for a in got)))
         return results
 
     return run_round
@@ -226,14 +221,15 @@ def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cac
             if got is None:
                 gen.close()
                 return "need", assignment[site], pending.call
-            totals[0] += got.flops
-            totals[1] += got.params
+            usage = got.output.usage
+            totals[0] += usage.flops
+            totals[1] += usage.params
             totals[2] += got.wall_ms
-            totals[3] += got.price
-            if isinstance(got.output, CallFailure):
+            totals[3] += usage.price
+            if isinstance(got.output.value, CallFailure):
                 gen.close()
                 return "done", None, tuple(totals)
-            value = got.output
+            value = got.output.value
     except StopIteration as stop:
         return "done", stop.value, tuple(totals)
     except (FmpModuleError, RecursionError):
@@ -258,7 +254,7 @@ def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], 
             key = call_key(backend, call)
             got = cache.get_many(backend, [call])[0]
             if key not in free:
-                charged += got.flops
+                charged += got.output.usage.flops
                 free.add(key)
         elif outcome[0] == "fork":
             plan[outcome[1]] = fallback[outcome[1]]

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from modules.vocab import COLOURS as COLOURS  # the benchmark code imports them from here
+from modules.vocab import SHAPES as SHAPES
+
 SIZE = 128
-SHAPES = ("circle", "square", "triangle")
-COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
 DIFFICULTIES = ("easy", "medium", "hard")
 MAX_OBJECTS = 6
 

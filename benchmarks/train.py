@@ -233,7 +233,8 @@ def answer_vocabulary(querysets: list, facts: dict[str, str]) -> list[str]:
     counts, sign words, fact-table answers and the truth specs' constants."""
     from benchmarks.scenes import MAX_OBJECTS
     from benchmarks.signs import SIGN_WORDS
-    from benchmarks.truth import NA, normalise_answer
+    from benchmarks.truth import NA
+    from modules.answers import normalise_answer
 
     words = {"yes", "no", NA, *COLOURS, *SHAPES, *(str(n) for n in range(MAX_OBJECTS + 1)),
              *SIGN_WORDS, *facts.values()}
@@ -373,7 +374,7 @@ def eval_xl(backend: TorchVisionBackend, data: dict, vocab: list[str]) -> dict[s
     images = data["images"].permute(0, 2, 3, 1).numpy()
     own = data["own"].tolist()
     calls = [Call("query", images[k], (data["questions"][j],)) for k, j in enumerate(own)]
-    answers = backend.infer(calls)
+    answers = [o.value for o in backend.infer(calls)]
     prior = data.get("prior", {})
     out: dict[str, dict[str, list[bool]]] = {"binary yes/no": defaultdict(list), "open EM": defaultdict(list),
                                              "open EM prior": defaultdict(list)}
@@ -398,7 +399,7 @@ def eval_detector(backend: TorchVisionBackend, scene_list: list[Scene]) -> dict[
     recall: dict[str, list[bool]] = defaultdict(list)
     counts: dict[str, list[bool]] = defaultdict(list)
     for sc in scene_list:
-        found = backend.infer([Call("find", sc.image, (s,)) for s in SHAPES])
+        found = [o.value for o in backend.infer([Call("find", sc.image, (s,)) for s in SHAPES])]
         for shape, boxes in zip(SHAPES, found):
             truth = [o for o in sc.visible_objects if o.shape == shape]
             counts[sc.difficulty].append(len(boxes) == len(truth))
@@ -418,7 +419,7 @@ def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
 def eval_attr(backend: TorchVisionBackend, data: dict) -> dict[str, dict[str, list[bool]]]:
     calls = [Call("query", c, ("what colour is this?",)) for c in data["crops"]]
     calls += [Call("query", c, ("what shape is this?",)) for c in data["crops"]]
-    answers = backend.infer(calls)
+    answers = [o.value for o in backend.infer(calls)]
     n = len(data["crops"])
     colour: dict[str, list[bool]] = defaultdict(list)
     shape: dict[str, list[bool]] = defaultdict(list)
@@ -430,7 +431,7 @@ def eval_attr(backend: TorchVisionBackend, data: dict) -> dict[str, dict[str, li
 
 def eval_mono(backend: TorchVisionBackend, data: dict, questions: dict[str, str]) -> dict[str, dict[str, list[bool]]]:
     calls = [Call("query", img, (questions[qid],)) for img, qid in zip(data["images"], data["qids"])]
-    answers = backend.infer(calls)
+    answers = [o.value for o in backend.infer(calls)]
     acc: dict[str, list[bool]] = defaultdict(list)
     for a, y, d in zip(answers, data["labels"].tolist(), data["diffs"]):
         acc[d].append((a == "yes") == bool(y))

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.signs import SignedScene
+from modules.answers import NA as NA  # the benchmark code imports it from here
+from modules.answers import normalise_answer as normalise_answer
 from modules.backends.facts import normalise
 
 FACTS_FILE = Path(__file__).resolve().parent.parent / "modules" / "weights" / "benchmark_facts.json"
 POS_MARGIN = 5.0  # px between centres below which left/right/above/below is uncertain
 AREA_RATIO = 1.25  # box-area ratio below which larger/smaller is uncertain
 VISIBLE, HIDDEN = 0.35, 0.65  # occlusion: <= VISIBLE present, > HIDDEN absent, between: maybe
-NA = "N/A"
 YES, NO, MAYBE = 1, 0, -1
 
 
@@ -274,9 +275,3 @@ def evaluate(spec: Any, item: SignedScene, facts: dict[str, str], answer_type: s
             raise ValueError(f"a yes/no truth spec must give a bool, got {value!r}")
         return value
     return normalise_answer(str(value))
-
-
-def normalise_answer(text: str) -> str:
-    """Exact-match form of an open answer: lower case, trimmed, no final period; "N/A" kept."""
-    t = text.strip().rstrip(".").strip().lower()
-    return NA if t == "n/a" else t

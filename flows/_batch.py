@@ -7,20 +7,21 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from flows.policies import pinned_config, PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
 from flows.settings import Settings
-from modules.embedding import embed
+from modules.errors import ProgramError
 from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
 from modules.images import ImageDecodeError, decode_image
-from modules.errors import ProgramError
 from modules.program import Program, parse_program
 from modules.registry import Registry
+from policies.pinned import pin
+from policies.specs import policy_spec
+from policy_store.learners.features import item_features
 from policy_store.records import PolicyVersion
 from policy_store.store import PolicyStore
 from storage import batches
 from storage.base import ObjectStore
 from storage.errors import StorageError
-from storage.records import DecisionRecord, ResultRow, StreamInfo
+from storage.records import ResultRow, StreamInfo
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,9 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
         # nothing is written, so the batch stays unprocessed until the program is fixed
         raise ProgramError(f"{stream}/{batch}: the {policy!r} policy's program is invalid, "
                            f"no item was run: {exc}") from None
-    spec = policy_spec(policy)
-    pinned = _pinned_version(settings, stream, policy)
-    arms = arms_for(program, registry, spec)
-    config = pinned_config(spec, pinned, settings.lam, settings.seed)
-    learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), pinned)
-    version = pinned.version if pinned else 0
-    router = PolicyRouter(learner, f"{stream}/{batch}/{policy}/v{version}", config.seed)
+    pinned = pin(registry, program, policy, _pinned_version(settings, stream, policy),
+                 settings.lam, settings.seed)
+    learner, version, router = pinned.learner, pinned.version, pinned.router(stream, batch)
 
     manifest = batches.read_manifest(store, stream, batch)
     errors = [f"{stream}/{batch}: {e}" for e in manifest.errors]
@@ -80,7 +77,7 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
             errors.append(message)
             failed_rows.append(_failed(item.item_id, message))
             continue
-        inputs.append(ItemInput(item.item_id, image, embed(image)))
+        inputs.append(ItemInput(item.item_id, image, item_features(learner, image)))
 
     outcomes = BatchExecutor(program, router, run_round, info.answer_type).run(inputs)
     rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs)]
@@ -101,15 +98,9 @@ def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersi
 
 
 def _row(outcome: ItemOutcome, features: np.ndarray, stream: str, batch: str) -> ResultRow:
-    decisions = [
-        DecisionRecord(call_site=t.call_site, function=t.function, backend=t.backend,
-                       propensity=t.propensity, calls=t.calls, flops=t.flops, params=t.params,
-                       wall_ms=t.wall_ms, price=t.price)
-        for t in outcome.tallies.values() if t.calls > 0
-    ]
     error = None if outcome.error is None else f"{stream}/{batch} item {outcome.item_id}: {outcome.error}"
     return ResultRow(item_id=outcome.item_id, status=outcome.status, answer=outcome.answer,
-                     error=error, features=[float(x) for x in features], decisions=decisions)
+                     error=error, features=[float(x) for x in features], decisions=outcome.decisions)
 
 
 def _failed(item_id: str, message: str) -> ResultRow:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from flows._batch import load_program
-from flows.policies import pinned_config, arms_for, build_learner, monolithic_flops, policy_spec, unit_costs
 from flows.settings import Settings
 from modules.registry import Registry
-from policy_store.records import CallSiteInfo, IngestBatch, IngestDecision, IngestRow
-from policy_store.rewards import item_loss, split_reward
+from policies.learning import learn
+from policy_store.records import CallSiteInfo, IngestBatch
 from policy_store.store import PolicyStore
 from storage import batches
 from storage.base import ObjectStore
@@ -57,7 +54,7 @@ def ingest_batch(settings: Settings, store: ObjectStore, registry: Registry, db:
                         [CallSiteInfo(s.id, s.function, s.line, s.col) for s in program.call_sites])
     summary = db.ingest_batch(IngestBatch(
         stream=stream, policy=policy, batch=batch, policy_version=marker.policy_version,
-        program_id=marker.program_id, rows=[_ingest_row(r) for r in rows], labels=labels))
+        program_id=marker.program_id, rows=rows, labels=labels))
     errors += [f"{stream}/{batch}: label for unknown item {item!r} (recorded in label_errors)"
                for item in summary.unknown_labels]
     new_version = None
@@ -70,32 +67,11 @@ def ingest_batch(settings: Settings, store: ObjectStore, registry: Registry, db:
 def _learn(settings: Settings, registry: Registry, db: PolicyStore, stream: str, batch: str,
            policy: str, program, answer_type: str, rows: list[ResultRow],
            labels: dict[str, bool | str]) -> int:
-    spec = policy_spec(policy)
     latest = db.latest_version(stream, policy)
-    config = pinned_config(spec, latest, settings.lam, settings.seed)
-    arms = arms_for(program, registry, spec)
-    learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), latest)
-    unit = monolithic_flops(registry)
-    examples = []
-    for row in rows:
-        if row.item_id not in labels or not row.decisions:
-            continue
-        loss = item_loss(row.answer, labels[row.item_id], answer_type, config)
-        features = np.asarray(row.features, dtype=np.float64)
-        examples += split_reward(
-            [(d.call_site, d.backend, d.flops / unit, features, d.propensity) for d in row.decisions],
-            loss)
-    learner.update(examples)
-    return db.save_version(stream, policy, learner.name, config.model_dump_json(), learner.to_bytes(),
-                           parent=latest.version if latest else None,
-                           note=f"learned from {batch}: {len(examples)} examples",
+    pinned, n_examples = learn(registry, program, policy, latest, settings.lam, settings.seed,
+                               answer_type, rows, labels)
+    return db.save_version(stream, policy, pinned.learner.name, pinned.config.model_dump_json(),
+                           pinned.learner.to_bytes(), parent=latest.version if latest else None,
+                           note=f"learned from {batch}: {n_examples} examples",
                            learned_batch=batch)
 
-
-def _ingest_row(row: ResultRow) -> IngestRow:
-    return IngestRow(
-        item_id=row.item_id, status=row.status, answer=row.answer, error=row.error,
-        decisions=[IngestDecision(call_site=d.call_site, function=d.function, backend=d.backend,
-                                  propensity=d.propensity, calls=d.calls, flops=d.flops,
-                                  params=d.params, wall_ms=d.wall_ms, price=d.price)
-                   for d in row.decisions])

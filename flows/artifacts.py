@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from uuid import UUID
 
-from flows.choices import Shares
+from policies.choices import Shares
 from storage.records import ResultRow
 
 

@@ -101,11 +101,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     if args.rest:  # `fmp evaluate --benchmark binary ...`: the benchmark harness
-        from benchmarks import evaluate as bench
+        from benchmarks.evaluate.cli import main as bench_main
 
-        return int(bench.main(args.rest) or 0)
+        return int(bench_main(args.rest) or 0)
     from flows.evaluate import evaluate
-    from flows.report import format_table
+    from policy_store.report import format_table
 
     with spinner("comparing policies on the ledger"):
         table = evaluate(streams=args.stream or None, db_path=args.db)

@@ -18,12 +18,11 @@ from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import DEMO_QUERIES
 from flows._runtime import policy_store_for, quiet_teardown, settings_for, store_for
 from flows.ingest_feedback import ingest_feedback
-from flows.report import format_table, policy_table, write_report
+from policy_store.report import format_table, policy_table, write_report
 from flows.stream_batch import stream_batch
-from flows.policies import policy_spec
+from policies.specs import FIXED_LEARNERS, policy_spec
 
 DEMO_POLICIES = ("learned", "cheapest", "largest", "monolithic")
-FIXED_LEARNERS = frozenset({"cheapest", "largest", "fixed", "random"})
 
 
 @flow(name="run_demo", log_prints=False)

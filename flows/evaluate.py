@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows._runtime import settings_for
-from flows.report import format_table, policy_table, write_report
+from policy_store.report import format_table, policy_table, write_report
 from policy_store.store import PolicyStore
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flows._batch import load_program
 from flows._feedback import FeedbackSummary
 from flows.artifacts import FeedbackReport
-from flows.choices import Shares, made_choices, replayed_choices
 from modules.registry import Registry
+from policies.choices import Shares, made_choices, replayed_choices
 from policy_store.store import PolicyStore
 from storage import batches
 from storage.base import ObjectStore
@@ -35,8 +35,7 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
         version = db.get_version(stream, policy, summary.new_version)
         note, parent = version.note, version.parent
         program = load_program(batches.read_stream_info(store, stream), policy)
-        after = replayed_choices(registry, program, policy, version,
-                                 f"{stream}/{batch}/{policy}/v{version.version}", rows)
+        after = replayed_choices(registry, program, policy, version, stream, batch, rows)
     per_item = (lambda total: total / items_run if items_run and total is not None else None)
     return FeedbackReport(
         stream=stream, policy=policy, batch=batch, labelled=summary.labelled,

@@ -13,7 +13,7 @@ from flows._batch import load_program
 from flows._feedback import FeedbackSummary, ingest_batch, pending_feedback
 from flows._runtime import policy_store_for, registry_for, settings_for, store_for
 from flows.artifacts import publish_feedback_artifact
-from flows.costs import register_costs
+from policies.costs import register_costs
 from flows.feedback_report import feedback_report
 from flows.locks import store_writer
 from flows.runs import run_tags, tag_flow_run

@@ -9,6 +9,7 @@ from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import registry_for, settings_for, store_for
 from flows.artifacts import publish_batch_artifact
 from flows.runs import run_tags, tag_flow_run
+from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
 from storage import batches
 
@@ -40,7 +41,7 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
     logger = get_run_logger()
     settings = settings_for(storage_url, db_path)
     store = store_for(settings)
-    registry = registry_for(settings.catalog)
+    registry = with_api_keys(registry_for(settings.catalog))  # keys from Prefect Secret blocks
     if batch is None:
         batch = next_batch(store, stream, policy)
         if batch is None:

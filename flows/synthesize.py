@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows._runtime import policy_store_for, settings_for
+from flows.secrets import synthesizer_api_key
 from modules.synthesis import make_synthesizer, task_hash, validate
 from modules.synthesis import synthesize as run_synthesis
 from policy_store.records import CallSiteInfo
@@ -42,7 +43,8 @@ def synthesize_task(db: PolicyStore, task_text: str, synthesizer: str = "grammar
                     regenerate: bool = False, answer_type: str = "bool", model: str | None = None,
                     base_url: str | None = None) -> SynthesisSummary:
     """Reuse the stored program for ``task_text`` or synthesize, validate and store a new one."""
-    writer = make_synthesizer(synthesizer, model=model, base_url=base_url)
+    writer = make_synthesizer(synthesizer, model=model, base_url=base_url,
+                              api_key=synthesizer_api_key(synthesizer))
     key = task_hash(task_text)
     if not regenerate:
         stored = db.lookup_synthesized(key, writer.name, writer.model)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 from modules.backends.base import FUNCTIONS
 from modules.errors import CatalogError
@@ -90,7 +90,10 @@ class OpenAISpec(_Spec):
     base_url: str = Field(pattern=r"^https?://", description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
     model: str = Field(description="Model name at the endpoint.")
     api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
-    secret_block: str | None = Field(None, description="Prefect Secret block holding the key.")
+    secret_block: str | None = Field(None, description="Prefect Secret block holding the key, used when the "
+                                     "api_key_env variable is unset; the flows load it into api_key.")
+    api_key: SecretStr | None = Field(None, description="The key itself, handed in at run time (the flows "
+                                      "fill it from secret_block); keep it out of catalog files.")
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per request.")
     max_retries: int = Field(3, ge=0, description="Retries of transient errors (429, 5xx, timeouts).")
     backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles per retry.")

@@ -4,6 +4,10 @@ Every item's program advances until it waits on a module call. Waiting calls are
 by call site and chosen backend, each group is answered in one backend call (one Prefect
 task in the flows), outputs are sent back, and the items advance again. The backend of a
 call site is chosen once per item by the Router and reused if the site runs again (loops).
+
+What each call cost is the usage its backend returned with the output. Per item and call
+site it adds up to one ``DecisionRecord`` (``ItemOutcome.decisions``), the record the
+results file and the ledger store as is.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modules.backends.base import Call
+from modules.backends.base import Call, CallFailure, Output
 from modules.errors import ExecutionError, FmpModuleError
 from modules.interpreter import Interpreter, Limits, PendingCall
 from modules.program import CallSite, Program
 from modules.registry import Registry
+from storage.records import DecisionRecord
 
 
 @dataclass(frozen=True)
@@ -34,13 +39,6 @@ class Router(Protocol):
     def choose(self, item_id: str, site: CallSite, features: np.ndarray) -> Route: ...
 
 
-@dataclass(frozen=True)
-class CallFailure:
-    """Stands in for the output of a call the backend rejected."""
-
-    message: str
-
-
 @dataclass(frozen=True, eq=False)
 class GroupRequest:
     call_site: str
@@ -51,10 +49,9 @@ class GroupRequest:
 
 @dataclass(frozen=True)
 class GroupResult:
-    outputs: list[Any]
-    flops: list[float]
-    params: int
-    prices: list[float]
+    """A group's outputs in call order (each with its usage) and the group's wall time."""
+
+    outputs: list[Output]
     wall_ms: float
 
 
@@ -69,8 +66,8 @@ class ItemInput:
 
 
 @dataclass
-class Tally:
-    """What one call site cost one item (summed over its runs)."""
+class _Spent:
+    """What one call site has cost one item so far (summed over its runs)."""
 
     call_site: str
     function: str
@@ -82,33 +79,31 @@ class Tally:
     wall_ms: float = 0.0
     price: float = 0.0
 
+    def record(self) -> DecisionRecord:
+        return DecisionRecord(call_site=self.call_site, function=self.function, backend=self.backend,
+                              propensity=self.propensity, calls=self.calls, flops=self.flops,
+                              params=self.params, wall_ms=self.wall_ms, price=self.price)
+
 
 @dataclass
 class ItemOutcome:
+    """One item's answer (or error) and one decision per call site that ran, in first-run order."""
+
     item_id: str
     status: str = "ok"
     answer: Any = None
     error: str | None = None
-    tallies: dict[str, Tally] = field(default_factory=dict)
+    decisions: list[DecisionRecord] = field(default_factory=list)
 
 
 def answer_group(registry: Registry, request: GroupRequest) -> GroupResult:
     """Answer one group on its backend; a call the backend rejects fails alone."""
     backend = registry.get(request.backend)
+    where = f"{request.call_site}[{request.backend}]"
     start = time.perf_counter()
-    try:
-        outputs: list[Any] = backend.infer(request.calls)
-    except (ValueError, TypeError):
-        outputs = []
-        for call in request.calls:
-            try:
-                outputs.extend(backend.infer([call]))
-            except (ValueError, TypeError) as exc:
-                outputs.append(CallFailure(f"{request.call_site}[{request.backend}]: {exc}"))
-    wall_ms = (time.perf_counter() - start) * 1000
-    flops = [backend.flops(c) for c in request.calls]
-    prices = [backend.price(c) for c in request.calls]
-    return GroupResult(outputs, flops, backend.params(), prices, wall_ms)
+    outputs = [Output(o.value.at(where), o.usage) if isinstance(o.value, CallFailure) else o
+               for o in backend.answer(request.calls)]
+    return GroupResult(outputs, (time.perf_counter() - start) * 1000)
 
 
 class BatchExecutor:
@@ -126,6 +121,7 @@ class BatchExecutor:
         """Run every item to completion (or failure) and return outcomes in order."""
         outcomes = {it.item_id: ItemOutcome(it.item_id) for it in items}
         features = {it.item_id: it.features for it in items}
+        spent: dict[str, dict[str, _Spent]] = {it.item_id: {} for it in items}
         running = {}
         waiting: dict[str, PendingCall] = {}
         for it in items:
@@ -133,45 +129,38 @@ class BatchExecutor:
             running[it.item_id] = gen
             self._advance(outcomes[it.item_id], gen, None, waiting)
         while waiting:
-            groups = self._group(waiting, outcomes, features)
+            groups = self._group(waiting, spent, features)
             results = self.run_round([req for req, _ in groups])
             for (req, item_ids), result in zip(groups, results):
                 for k, item_id in enumerate(item_ids):
-                    self._charge(outcomes[item_id], req, result, k)
                     output = result.outputs[k]
+                    _charge(spent[item_id][req.call_site], output, result.wall_ms / len(req.calls))
                     del waiting[item_id]
-                    if isinstance(output, CallFailure):
-                        _fail(outcomes[item_id], output.message)
+                    if isinstance(output.value, CallFailure):
+                        _fail(outcomes[item_id], output.value.message)
                         running[item_id].close()
                     else:
-                        self._advance(outcomes[item_id], running[item_id], output, waiting)
+                        self._advance(outcomes[item_id], running[item_id], output.value, waiting)
+        for it in items:  # every routed call site ran at least once: its round charged it
+            outcomes[it.item_id].decisions = [s.record() for s in spent[it.item_id].values()]
         return [outcomes[it.item_id] for it in items]
 
-    def _group(self, waiting: dict[str, PendingCall], outcomes: dict[str, ItemOutcome],
+    def _group(self, waiting: dict[str, PendingCall], spent: dict[str, dict[str, _Spent]],
                features: dict[str, np.ndarray]) -> list[tuple[GroupRequest, list[str]]]:
         groups: dict[tuple[str, str], tuple[GroupRequest, list[str]]] = {}
         for item_id, pending in waiting.items():
             site = pending.site
-            tally = outcomes[item_id].tallies.get(site.id)
-            if tally is None:
+            sofar = spent[item_id].get(site.id)
+            if sofar is None:
                 route = self.router.choose(item_id, site, features[item_id])
-                tally = Tally(site.id, site.function, route.backend, route.propensity)
-                outcomes[item_id].tallies[site.id] = tally
-            key = (site.id, tally.backend)
+                sofar = _Spent(site.id, site.function, route.backend, route.propensity)
+                spent[item_id][site.id] = sofar
+            key = (site.id, sofar.backend)
             if key not in groups:
-                groups[key] = (GroupRequest(site.id, site.function, tally.backend, []), [])
+                groups[key] = (GroupRequest(site.id, site.function, sofar.backend, []), [])
             groups[key][0].calls.append(pending.call)
             groups[key][1].append(item_id)
         return list(groups.values())
-
-    @staticmethod
-    def _charge(outcome: ItemOutcome, req: GroupRequest, result: GroupResult, k: int) -> None:
-        tally = outcome.tallies[req.call_site]
-        tally.calls += 1
-        tally.flops += result.flops[k]
-        tally.params += result.params
-        tally.price += result.prices[k]
-        tally.wall_ms += result.wall_ms / len(req.calls)
 
     def _advance(self, outcome: ItemOutcome, gen: Any, value: Any,
                  waiting: dict[str, PendingCall]) -> None:
@@ -195,6 +184,15 @@ class BatchExecutor:
         outcome.answer = answer
 
 
+def _charge(sofar: _Spent, output: Output, wall_ms: float) -> None:
+    """Add one call's usage (and its share of the group's wall time) to its call site."""
+    sofar.calls += 1
+    sofar.flops += output.usage.flops
+    sofar.params += output.usage.params
+    sofar.price += output.usage.price
+    sofar.wall_ms += wall_ms
+
+
 def _fail(outcome: ItemOutcome, message: str) -> None:
     outcome.status = "failed"
     outcome.answer = None
@@ -202,4 +200,4 @@ def _fail(outcome: ItemOutcome, message: str) -> None:
 
 
 __all__ = ["BatchExecutor", "ExecutionError", "GroupRequest", "GroupResult", "ItemInput",
-           "ItemOutcome", "Route", "Router", "Tally", "answer_group"]
+           "ItemOutcome", "Route", "Router", "answer_group"]

@@ -66,7 +66,7 @@ class Program:
 
     @property
     def program_id(self) -> str:
-        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+        return program_id_of(self.source)
 
     def site_of(self, node: ast.Call) -> CallSite:
         return self._by_node[id(node)]
@@ -77,6 +77,11 @@ class Program:
             if isinstance(node, ast.Call) and _function_name(node) in FUNCTIONS:
                 by_node[id(node)] = _site(node)
         object.__setattr__(self, "_by_node", by_node)
+
+
+def program_id_of(source: str) -> str:
+    """A program's id: the first 16 hex digits of sha256(source)."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def parse_program(source: str) -> Program:

@@ -25,7 +25,7 @@ def run_module(registry: Registry, request: GroupRequest, call_site: str, backen
         backend: the group's backend name (for the task run's name).
 
     Returns:
-        Outputs, FLOPs per call, parameter count, price and wall time.
+        Each call's output with its usage (FLOPs, parameters, price), and the group's wall time.
     """
     return answer_group(registry, request)
 

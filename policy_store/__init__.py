@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from policy_store.answers import normalise_answer
 from policy_store.errors import (
     AlreadyLearnedError,
@@ -21,13 +23,14 @@ from policy_store.records import (
     BackendCost,
     CallSiteInfo,
     IngestBatch,
-    IngestDecision,
-    IngestRow,
     IngestSummary,
     PolicyVersion,
 )
 
-_LAZY = {"PolicyStore", "program_id_of"}
+if TYPE_CHECKING:  # type checkers see the store; at run time it loads on first access
+    from policy_store.store import PolicyStore
+
+_LAZY = {"PolicyStore"}
 
 
 def __getattr__(name: str) -> object:
@@ -41,7 +44,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AlreadyLearnedError", "AnswerError", "BackendCost", "CallSiteInfo", "IngestBatch",
-    "IngestDecision", "IngestError", "IngestRow", "IngestSummary", "LearnerError",
-    "PolicyStore", "PolicyStoreError", "PolicyVersion", "QueryError", "RewardError",
-    "StoreLockedError", "UnknownVersionError", "normalise_answer", "program_id_of",
+    "IngestError", "IngestSummary", "LearnerError", "PolicyStore", "PolicyStoreError",
+    "PolicyVersion", "QueryError", "RewardError", "StoreLockedError", "UnknownVersionError",
+    "normalise_answer",
 ]

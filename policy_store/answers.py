@@ -1,32 +1,28 @@
-"""Answer normalisation shared by the ledger (answers/labels stored as text) and rewards."""
+"""Answer normalisation for the ledger (answers/labels stored as text) and rewards.
+
+The rule lives in ``modules.answers`` (shared with the benchmark's ground truth); this
+module only reports a value it cannot normalise as the policy store's ``AnswerError``.
+"""
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
+from modules import answers
 from policy_store.errors import AnswerError
 
-#: Characters stripped from the end of a free-text answer ("Yes." == "yes").
-_TRAILING = ".,;:!?\"' \t\n"
 
-_SYNONYMS = {"true": "yes", "false": "no"}
+@overload
+def normalise_answer(value: str | bool | np.bool_) -> str: ...
+@overload
+def normalise_answer(value: str | bool | np.bool_ | None) -> str | None: ...
 
 
 def normalise_answer(value: bool | np.bool_ | str | None) -> str | None:
-    """Return the canonical text form of an answer or label.
-
-    ``True``/``False`` become ``"yes"``/``"no"``; strings are lower-cased, stripped,
-    lose trailing punctuation, and ``"true"``/``"false"`` map to ``"yes"``/``"no"``;
-    ``None`` (a failed item) stays ``None`` (stored as SQL NULL).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):  # backends may return numpy booleans
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        text = value.strip().lower().rstrip(_TRAILING).strip()
-        return _SYNONYMS.get(text, text)
-    raise AnswerError(
-        f"answer {value!r} has type {type(value).__name__}; expected bool, str or None "
-        "(convert numbers to str before storing them)"
-    )
+    """``modules.answers.normalise_answer``; a value of another type is an ``AnswerError``."""
+    try:
+        return answers.normalise_answer(value)
+    except TypeError as exc:
+        raise AnswerError(str(exc)) from None

@@ -1,17 +1,22 @@
-"""Validate an IngestBatch and turn it into table rows (pure; no database access)."""
+"""Validate an IngestBatch and turn it into table rows (pure; no database access).
+
+Each row and decision already passed its record's own checks (``storage.records``: status
+and answer agree, propensity in (0, 1], at least one call, finite non-negative costs); what
+is checked here spans records: one result per item, one decision per call site.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from policy_store.answers import normalise_answer
 from policy_store.errors import AnswerError, IngestError
-from policy_store.records import IngestBatch, IngestRow, IngestSummary
+from policy_store.records import IngestBatch, IngestSummary
+from storage.records import ResultRow
 
-_STATUSES = ("ok", "failed")
+_COSTS = ("flops", "params", "wall_ms", "price")
 
 
 @dataclass(frozen=True)
@@ -66,37 +71,25 @@ def build_rows(batch: IngestBatch, now: datetime) -> IngestRows:
     return IngestRows(results, decisions, labels, errors, summary)
 
 
-def _check_row(row: IngestRow, where: str, seen: set[str]) -> None:
+def _check_row(row: ResultRow, where: str, seen: set[str]) -> None:
     if row.item_id in seen:
         raise IngestError(f"{where}: item {row.item_id!r} appears twice; keep one result per item")
-    if row.status not in _STATUSES:
-        raise IngestError(
-            f"{where}, item {row.item_id!r}: status {row.status!r} is not one of {_STATUSES}"
-        )
 
 
 def _decision_rows(
-    row: IngestRow, key: dict[str, str], version: int, where: str
+    row: ResultRow, key: dict[str, str], version: int, where: str
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     sites: set[str] = set()
     for d in row.decisions:
-        here = f"{where}, item {row.item_id!r}, call site {d.call_site!r}"
         if d.call_site in sites:
-            raise IngestError(f"{here}: listed twice; aggregate repeated calls into `calls`")
+            raise IngestError(f"{where}, item {row.item_id!r}, call site {d.call_site!r}: listed "
+                              "twice; aggregate repeated calls into `calls`")
         sites.add(d.call_site)
-        if not 0.0 < d.propensity <= 1.0:
-            raise IngestError(f"{here}: propensity {d.propensity} is outside (0, 1]")
-        if d.calls < 1:
-            raise IngestError(f"{here}: calls={d.calls}; a recorded call site ran at least once")
-        costs = {"flops": d.flops, "params": d.params, "wall_ms": d.wall_ms, "price": d.price}
-        bad = {k: v for k, v in costs.items() if not math.isfinite(v) or v < 0}
-        if bad:
-            raise IngestError(f"{here}: costs must be finite and >= 0, got {bad}")
         out.append({
             **key, "item_id": row.item_id, "call_site": d.call_site, "function": d.function,
             "backend": d.backend, "propensity": float(d.propensity), "calls": int(d.calls),
-            **{k: float(v) for k, v in costs.items()}, "policy_version": version,
+            **{k: float(getattr(d, k)) for k in _COSTS}, "policy_version": version,
         })
     return out
 

@@ -1,9 +1,15 @@
-"""Plain records the store takes and returns (the flows adapt storage records to these)."""
+"""Plain records the store takes and returns.
+
+Results are ingested as the bucket's own records: ``storage.records.ResultRow`` lines, each
+carrying its ``DecisionRecord``s.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from storage.records import ResultRow
 
 
 @dataclass(frozen=True)
@@ -45,41 +51,16 @@ class PolicyVersion:
 
 
 @dataclass(frozen=True)
-class IngestDecision:
-    """One executed call site of one item; cost fields are totals over its ``calls`` runs."""
-
-    call_site: str
-    function: str
-    backend: str
-    propensity: float
-    calls: int
-    flops: float
-    params: float
-    wall_ms: float
-    price: float
-
-
-@dataclass(frozen=True)
-class IngestRow:
-    """One item's result: status "ok"/"failed", answer (None when failed), decisions made."""
-
-    item_id: str
-    status: str
-    answer: bool | str | None
-    error: str | None
-    decisions: list[IngestDecision] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class IngestBatch:
-    """A policy's results for one batch plus the batch's labels (item_id -> answer)."""
+    """A policy's results for one batch (its ``results.jsonl`` rows) plus the batch's labels
+    (item_id -> answer)."""
 
     stream: str
     policy: str
     batch: str
     policy_version: int
     program_id: str
-    rows: list[IngestRow]
+    rows: list[ResultRow]
     labels: dict[str, str | bool] = field(default_factory=dict)
 
 

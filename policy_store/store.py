@@ -8,7 +8,6 @@ wait can query a ``snapshot()`` copy instead. A SQLAlchemy URL (e.g. Postgres) w
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from modules.program import program_id_of
 from policy_store import schema
 from policy_store.bulk import bulk_insert
 from policy_store.errors import IngestError, PolicyStoreError, QueryError, StoreLockedError
@@ -49,11 +49,6 @@ class SynthesizedProgram:
     program_id: str = ""
     revision: int = 0
     created_at: datetime | None = None
-
-
-def program_id_of(source: str) -> str:
-    """First 16 hex digits of sha256(source)."""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 class PolicyStore(VersionsMixin):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from storage.errors import StorageError
 
@@ -63,6 +65,8 @@ def check_port_free(host: str, port: int) -> None:
 
 def _command(host: str, port: int) -> list[str]:
     exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists() and importlib.util.find_spec("moto") is None:
+        raise StorageError("moto is not installed: pip install 'fmp[s3-local]' (make install does)")
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
     return [*base, "-H", host, "-p", str(port)]
 
@@ -83,8 +87,9 @@ class MotoServer:
         self.port = port if port is not None else free_port(host)
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
-        # A file, not a pipe: nobody drains a pipe while the server runs, and a full one blocks it.
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as this object)
+        # The server's stderr, from start() to stop(). A file, not a pipe: nobody drains a pipe
+        # while the server runs, and a full one blocks it.
+        self._log: IO[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -108,23 +113,22 @@ class MotoServer:
         """
         set_dummy_credentials()
         check_port_free(self.host, self.port)
-        self._proc = subprocess.Popen(
-            _command(self.host, self.port), stdout=subprocess.DEVNULL, stderr=self._log
-        )
+        command = _command(self.host, self.port)
+        self.stop()  # after a server that exited: reap it, close its log
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise StorageError(
-                    f"moto server exited with code {self._proc.returncode}: {self._stderr()}"
-                )
+                error = f"moto server exited with code {self._proc.returncode}: {self._stderr()}"
+                self.stop()
+                raise StorageError(error)
             if self._answers():
                 return self
             time.sleep(0.05)
+        error = f"moto server on {self.endpoint_url} did not answer in {self.timeout_s}s: {self._stderr()}"
         self.stop()
-        raise StorageError(
-            f"moto server on {self.endpoint_url} did not answer in {self.timeout_s}s:"
-            f" {self._stderr()}"
-        )
+        raise StorageError(error)
 
     def _answers(self) -> bool:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
@@ -138,20 +142,24 @@ class MotoServer:
             conn.close()
 
     def _stderr(self) -> str:
+        if self._log is None:
+            return "(no stderr)"
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-2000:].strip() or "(no stderr)"
 
     def stop(self) -> None:
-        """Terminate the server (kill it if it ignores SIGTERM for 5 s); idempotent."""
+        """Terminate the server (kill it if it ignores SIGTERM for 5 s) and close its log; idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # moto_server (werkzeug) exits cleanly on SIGTERM
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        log, self._log = self._log, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # moto_server (werkzeug) exits cleanly on SIGTERM
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if log is not None:
+            log.close()
 
     def __enter__(self) -> MotoServer:
         return self.start()

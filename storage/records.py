@@ -75,17 +75,23 @@ class Label(_Record):
 
 
 class DecisionRecord(_Record):
-    """One call site's backend choice for one item, with what it cost."""
+    """One call site's backend choice for one item, with what it cost.
+
+    The one decision type from executor to ledger: the executor builds it, ``ResultRow``
+    carries it in ``results.jsonl``, and the policy store ingests it into ``decisions``.
+    Cost fields are totals over the call site's ``calls`` runs, from the usage the backend
+    returned with each output.
+    """
 
     call_site: str = Field(min_length=1, description="call site id in the program")
     function: str = Field(min_length=1, description="generic function called, e.g. 'exists'")
     backend: str = Field(min_length=1, description="backend chosen by the policy")
     propensity: float = Field(gt=0, le=1, description="probability the policy chose this backend")
     calls: int = Field(ge=1, description="how many times the call site ran for this item")
-    flops: NonNeg = Field(description="estimated FLOPs over all calls")
-    params: NonNeg = Field(description="backend parameter count")
+    flops: NonNeg = Field(description="FLOPs over all calls, as the backend reported them")
+    params: NonNeg = Field(description="backend parameter count, summed over all calls")
     wall_ms: NonNeg = Field(description="wall-clock milliseconds over all calls")
-    price: NonNeg = Field(description="normalised price over all calls")
+    price: NonNeg = Field(description="US dollars over all calls")
 
 
 class ResultRow(_Record):

@@ -39,7 +39,7 @@ def run(registry: Registry) -> list[dict[str, Any]]:
         for backend in ladder:
             ex = BatchExecutor(program, LadderRouter(function, backend), local_round_runner(registry), "str")
             out = ex.run([ItemInput(q["id"], image, np.zeros(1))])[0]
-            tally = next(t for t in out.tallies.values() if t.function == function)
+            tally = next(d for d in out.decisions if d.function == function)
             rows.append({"id": q["id"], "kind": q["kind"], "backend": backend, "answer": out.answer,
                          "error": out.error, "ok": accepted(out.answer, q["accept"], classes),
                          "ms": tally.wall_ms / tally.calls, "flops": tally.flops / tally.calls,

@@ -16,9 +16,8 @@ tokens stored in the table.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, Output
 from modules.catalog import WEIGHTS_DIR, FactTableSpec
 
 UNKNOWN = "unknown"
@@ -66,8 +65,10 @@ class FactTableBackend(Backend):
         self._n_tokens = sum(len(normalise(q).split()) + len(normalise(a).split())
                              for q, a in table.items())
 
-    def infer(self, calls: list[Call]) -> list[Any]:
-        return [self._answer(call) for call in calls]
+    def infer(self, calls: list[Call]) -> list[Output]:
+        params = self.params()
+        return [Output(self._answer(call), self.declared_usage(self.flops(call), params))
+                for call in calls]
 
     def _answer(self, call: Call) -> str:
         if call.function != "llm_query":

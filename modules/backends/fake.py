@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, Output
 
 
 class FakeBackend(Backend):
@@ -13,12 +11,13 @@ class FakeBackend(Backend):
     def setup(self) -> None:
         self.calls: list[Call] = []
 
-    def infer(self, calls: list[Call]) -> list[Any]:
+    def infer(self, calls: list[Call]) -> list[Output]:
         self.calls.extend(calls)
         out = []
         for call in calls:
             key = "|".join((call.function, *call.args))
-            out.append(self.spec.answers.get(key, self.spec.default))
+            value = self.spec.answers.get(key, self.spec.default)
+            out.append(Output(value, self.declared_usage(self.flops(call), self.params())))
         return out
 
     def flops(self, call: Call) -> float:

@@ -1,8 +1,8 @@
 """Questions for foundation models, and their free-text answers read back into runtime types.
 
 Shared by the ``transformers`` and ``openai`` backend kinds. A reply that cannot be read
-raises ValueError naming the function and the text; the executor fails that one call (and
-its item), not the batch.
+raises ValueError naming the function and the text; the backends turn it into that one
+call's ``CallFailure``, which fails its item, not the batch.
 """
 
 from __future__ import annotations
@@ -129,9 +129,3 @@ def png_data_url(image: np.ndarray) -> str:
     buf = io.BytesIO()
     to_pil(image).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def forget_old(per_call: dict[Any, Any], keep: int = 1024) -> None:
-    """Bound a backend's per-call memory (calls keep their pixels alive): drop the oldest."""
-    for key in list(per_call)[: max(len(per_call) - keep, 0)]:
-        del per_call[key]

@@ -10,7 +10,12 @@ The spec names a model id or local path and a task:
 * ``text-generation``: llm_query.
 
 Models load in ``setup()`` (the registry caches the backend per process). FLOPs are an
-estimate, 2 x parameters x tokens processed, unless the spec declares ``flops_per_call``.
+estimate, 2 x parameters x tokens processed, unless the spec declares ``flops_per_call``;
+before a call runs (``flops(call)``) one token is assumed.
+
+A reply that cannot be read is that call's ``CallFailure`` (with its usage) when the call was
+answered alone; in a batch of several it rejects the batch, so the runtime answers each call
+alone (a batch's padding is part of what its calls generate).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from modules.backends import fm_text
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, CallFailure, Output, Usage
 from modules.catalog import TransformersSpec
 from modules.errors import CatalogError
 
@@ -39,7 +44,6 @@ class TransformersBackend(Backend):
                                f"{self.spec.model!r}: {exc}") from exc
         self._params = self.spec.n_params if self.spec.n_params is not None else \
             sum(p.numel() for p in self._model.parameters())
-        self._tokens: dict[Call, int] = {}
         self._ready = True
 
     def _kwargs(self) -> dict[str, Any]:
@@ -69,19 +73,37 @@ class TransformersBackend(Backend):
         if spec.task != "visual-question-answering":
             tokenizer.padding_side = "left"  # batched generation continues after the prompt
 
-    def infer(self, calls: list[Call]) -> list[Any]:
-        fm_text.forget_old(self._tokens)
+    def infer(self, calls: list[Call]) -> list[Output]:
         for call in calls:
             if call.function != "llm_query" and (call.image is None or 0 in call.image.shape[:2]):
                 raise ValueError(f"backend {self.name!r}: {call.function}() got an empty image patch")
         task = self.spec.task
         if task == "zero-shot-object-detection":
-            return [self._detect(c) for c in calls]
+            one = self.declared_usage(self._flops_at(1), self.params())  # detectors count no tokens
+            return [Output(self._detect(c), one) for c in calls]
+        if task == "text-generation":
+            return [self._generate_text(c) for c in calls]
         if task == "visual-question-answering":
-            return self._vqa(calls)
-        if task == "image-text-to-text":
-            return [fm_text.parse_answer(c, t) for c, t in zip(calls, self._chat(calls))]
-        return [self._generate_text(c) for c in calls]
+            replies = self._vqa(calls)
+        else:
+            replies = self._chat(calls)
+        outputs = [self._read(c, text, tokens, confidence)
+                   for c, (text, tokens, confidence) in zip(calls, replies, strict=True)]
+        failed = [o.value for o in outputs if isinstance(o.value, CallFailure)]
+        if failed and len(calls) > 1:
+            raise ValueError(failed[0].message)
+        return outputs
+
+    def _usage(self, tokens: int, confidence: float | None = None) -> Usage:
+        return self.declared_usage(self._flops_at(tokens), self.params(), tokens, confidence)
+
+    def _read(self, call: Call, text: str, tokens: int, confidence: float | None) -> Output:
+        """The reply read into the function's type; an unreadable one is the call's failure."""
+        try:
+            value = fm_text.parse_answer(call, text)
+        except ValueError as exc:
+            return Output(CallFailure(str(exc)), self._usage(tokens))
+        return Output(value, self._usage(tokens, confidence))
 
     def _detect(self, call: Call) -> Any:
         h, w = call.image.shape[:2]
@@ -90,12 +112,12 @@ class TransformersBackend(Backend):
         boxes = [fm_text.clip_box((d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"]), w, h)
                  for d in found]
         boxes = [b for b in boxes if b is not None]
-        self._tokens[call] = 1
         if call.function == "find":
             return boxes
         return bool(boxes) if call.function == "exists" else len(boxes)
 
-    def _vqa(self, calls: list[Call]) -> list[Any]:
+    def _vqa(self, calls: list[Call]) -> list[tuple[str, int, float | None]]:
+        """Per call: (reply, tokens, the label's softmax probability for classifier models)."""
         import torch
 
         questions = [fm_text.short_question_for(c) for c in calls]
@@ -105,14 +127,16 @@ class TransformersBackend(Backend):
             if self._model.can_generate():
                 out = self._model.generate(**enc, max_new_tokens=self.spec.max_new_tokens, do_sample=False)
                 texts = self._processor.batch_decode(out, skip_special_tokens=True)
+                confidences: list[float | None] = [None] * len(calls)
             else:
                 logits = self._model(**enc).logits
-                texts = [self._model.config.id2label[int(i)] for i in logits.argmax(-1)]
-        for call, mask in zip(calls, enc["attention_mask"]):
-            self._tokens[call] = int(mask.sum())
-        return [fm_text.parse_answer(c, t) for c, t in zip(calls, texts)]
+                best = logits.argmax(-1)
+                texts = [self._model.config.id2label[int(i)] for i in best]
+                confidences = logits.softmax(-1).gather(-1, best[:, None])[:, 0].tolist()
+        tokens = [int(mask.sum()) for mask in enc["attention_mask"]]
+        return list(zip(texts, tokens, confidences, strict=True))
 
-    def _chat(self, calls: list[Call]) -> list[str]:
+    def _chat(self, calls: list[Call]) -> list[tuple[str, int, float | None]]:
         import torch
 
         texts, images = [], []
@@ -128,11 +152,12 @@ class TransformersBackend(Backend):
         with torch.no_grad():
             out = self._model.generate(**enc, max_new_tokens=self.spec.max_new_tokens, do_sample=False)
         new = out[:, enc["input_ids"].shape[1]:]
-        for call, mask, gen in zip(calls, enc["attention_mask"], new):
-            self._tokens[call] = int(mask.sum()) + int(gen.shape[0])
-        return self._processor.batch_decode(new, skip_special_tokens=True)
+        tokens = [int(mask.sum()) + int(gen.shape[0])
+                  for mask, gen in zip(enc["attention_mask"], new, strict=True)]
+        replies: list[str] = self._processor.batch_decode(new, skip_special_tokens=True)
+        return [(text, n, None) for text, n in zip(replies, tokens, strict=True)]
 
-    def _generate_text(self, call: Call) -> str:
+    def _generate_text(self, call: Call) -> Output:
         import torch
 
         tok = self._processor
@@ -146,13 +171,17 @@ class TransformersBackend(Backend):
             out = self._model.generate(**enc, max_new_tokens=self.spec.max_new_tokens, do_sample=False,
                                        pad_token_id=pad)
         new = out[0, enc["input_ids"].shape[1]:]
-        self._tokens[call] = int(enc["input_ids"].shape[1]) + int(new.shape[0])
-        return tok.decode(new, skip_special_tokens=True).strip()
+        tokens = int(enc["input_ids"].shape[1]) + int(new.shape[0])
+        return Output(tok.decode(new, skip_special_tokens=True).strip(), self._usage(tokens))
 
-    def flops(self, call: Call) -> float:
+    def _flops_at(self, tokens: int) -> float:
         if self.spec.flops_per_call is not None:
             return self.spec.flops_per_call
-        return 2.0 * self._params * self._tokens.get(call, 1)
+        return 2.0 * self._params * tokens
+
+    def flops(self, call: Call) -> float:
+        """Before the call runs: the declared FLOPs, else 2 x parameters x one token."""
+        return self._flops_at(1)
 
     def params(self) -> int:
         return int(self._params)

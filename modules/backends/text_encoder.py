@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from modules.backends.base import Backend, Call
+from modules.backends.base import Backend, Call, Output
 from modules.backends.facts import load_fact_table
 
 UNKNOWN = "unknown"
@@ -69,7 +68,7 @@ class TextEncoderBackend(Backend):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=1).numpy()
 
-    def infer(self, calls: list[Call]) -> list[Any]:
+    def infer(self, calls: list[Call]) -> list[Output]:
         for call in calls:
             if call.function != "llm_query":
                 raise ValueError(f"backend {self.name!r} serves only llm_query, got {call.function!r}")
@@ -79,7 +78,9 @@ class TextEncoderBackend(Backend):
             return []
         sims = self._embed([c.args[0] for c in calls]) @ self._keys.T
         best = sims.argmax(1)
-        return [self._answers[j] if sims[i, j] >= self.spec.min_similarity else UNKNOWN
+        params = self.params()
+        return [Output(self._answers[j] if sims[i, j] >= self.spec.min_similarity else UNKNOWN,
+                       self.declared_usage(self.flops(calls[i]), params))
                 for i, j in enumerate(best.tolist())]
 
     def flops(self, call: Call) -> float:

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.backends.base import Backend, Box, Call
+from modules.backends.base import Backend, Box, Call, Output
 from modules.backends.facts import normalise
 from modules.catalog import WEIGHTS_DIR, TorchVisionSpec
+from modules.vocab import COLOURS, SHAPES  # detector class 1 + SHAPES.index(shape)
 
-SHAPES = ("circle", "square", "triangle")  # == benchmarks.scenes.SHAPES (class 1 + index)
-COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
 ANY_SHAPE = ("object", "shape")
 Q_BUCKETS = 64
 CHUNK = 32  # calls per forward pass
@@ -200,9 +199,12 @@ class AnswerVocabulary:
             m[i, self.allowed(q)] = True
         return m
 
-    def decode(self, logits: torch.Tensor, questions: list[str]) -> list[str]:
-        best = logits.masked_fill(~self.mask(questions), float("-inf")).argmax(1)
-        return [self.answers[i] for i in best.tolist()]
+    def decode(self, logits: torch.Tensor, questions: list[str]) -> list[tuple[Any, float | None]]:
+        """Per question: the best answer it may decode to, and that answer's probability."""
+        allowed = logits.masked_fill(~self.mask(questions), float("-inf"))
+        best = allowed.argmax(1)
+        probs = allowed.softmax(1).amax(1)
+        return [(self.answers[i], p) for i, p in zip(best.tolist(), probs.tolist(), strict=True)]
 
 
 def _with_coords(x: torch.Tensor) -> torch.Tensor:
@@ -354,7 +356,7 @@ class TorchVisionBackend(Backend):
         self.model = model.float().eval()
         self._flops: dict[tuple[int, ...], float] = {}
 
-    def infer(self, calls: list[Call]) -> list[Any]:
+    def infer(self, calls: list[Call]) -> list[Output]:
         out: list[Any] = [None] * len(calls)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, call in enumerate(calls):
@@ -366,17 +368,23 @@ class TorchVisionBackend(Backend):
             answers = self._answer(function, [calls[i] for i in idxs])
             for i, a in zip(idxs, answers):
                 out[i] = a
-        return out
+        if not calls:
+            return []
+        flops, params = self.flops(calls[0]), self.params()  # the same forward pass for every call
+        return [Output(value, self.declared_usage(flops, params, confidence=confidence))
+                for value, confidence in out]
 
-    def _answer(self, function: str, calls: list[Call]) -> list[Any]:
+    def _answer(self, function: str, calls: list[Call]) -> list[tuple[Any, float | None]]:
+        """(answer, the model's probability for it; None for detections and empty patches)."""
         for c in calls:
             self._check_args(c)
         live = [i for i, c in enumerate(calls) if not _empty(c.image)]
-        answers: list[Any] = [self._empty_answer(c) for c in calls]
+        answers: list[tuple[Any, float | None]] = [(self._empty_answer(c), None) for c in calls]
         for start in range(0, len(live), CHUNK):  # bounded memory for big batches
             part = [calls[i] for i in live[start:start + CHUNK]]
             images = [_canvas(c.image) if isinstance(self.model, SegDet) else c.image for c in part]
             batch = to_batch(images, self.spec.input_size)
+            results: list[tuple[Any, float | None]]
             with torch.inference_mode():
                 if isinstance(self.model, SegDet):
                     results = self._detect(batch, part)
@@ -387,7 +395,10 @@ class TorchVisionBackend(Backend):
                     results = self.vocab.decode(self.model(batch, q), [c.args[0] for c in part])
                 else:
                     q = torch.stack([encode_question(c.args[0]) for c in part])
-                    results = ["yes" if v > 0 else "no" for v in self.model(batch, q).tolist()]
+                    logits = self.model(batch, q)
+                    yes = torch.sigmoid(logits).tolist()
+                    results = [("yes", p) if v > 0 else ("no", 1.0 - p)
+                               for v, p in zip(logits.tolist(), yes, strict=True)]
             for i, r in zip(live[start:start + CHUNK], results):
                 answers[i] = r
         return answers
@@ -415,11 +426,11 @@ class TorchVisionBackend(Backend):
             return "no" if isinstance(self.model, MonoVQA) else "unknown"
         return _EMPTY_ANSWER[call.function]
 
-    def _detect(self, batch: torch.Tensor, calls: list[Call]) -> list[Any]:
+    def _detect(self, batch: torch.Tensor, calls: list[Call]) -> list[tuple[Any, float | None]]:
         classes = self.model(batch).argmax(1).to(torch.int8).numpy()
         size = self.spec.input_size
         min_area = max(1, round(MIN_AREA_FRAC * size * size))
-        out: list[Any] = []
+        out: list[tuple[Any, float | None]] = []
         for cmap, call in zip(classes, calls):
             keep = _shape_filter(call.args[0])
             h, w = call.image.shape[:2]
@@ -427,19 +438,27 @@ class TorchVisionBackend(Backend):
             boxes = [_clip(_scale_box(b, size, cw, ch), w, h)
                      for c, b in components(cmap, min_area) if c in keep]
             boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
-            out.append({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function])
+            out.append(({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function], None))
         return out
 
-    def _attributes(self, batch: torch.Tensor, calls: list[Call]) -> list[Any]:
+    def _attributes(self, batch: torch.Tensor, calls: list[Call]) -> list[tuple[Any, float | None]]:
         colour_logits, shape_logits = self.model(batch)
         colours = [COLOURS[i] for i in colour_logits.argmax(1).tolist()]
         shapes = [SHAPES[i] for i in shape_logits.argmax(1).tolist()]
-        out: list[Any] = []
-        for colour, shape, call in zip(colours, shapes, calls):
+        colour_probs, shape_probs = colour_logits.softmax(1).tolist(), shape_logits.softmax(1).tolist()
+        out: list[tuple[Any, float | None]] = []
+        for k, (colour, shape, call) in enumerate(zip(colours, shapes, calls, strict=True)):
             if call.function == "verify_property":
-                out.append((colour if call.args[1] in COLOURS else shape) == call.args[1])
+                target = call.args[1]
+                if target in COLOURS:
+                    answer, p = colour == target, colour_probs[k][COLOURS.index(target)]
+                else:
+                    answer, p = shape == target, shape_probs[k][SHAPES.index(target)]
+                out.append((answer, p if answer else 1.0 - p))
+            elif _attr_kind(call.args[0]) == "colour":
+                out.append((colour, max(colour_probs[k])))
             else:
-                out.append(colour if _attr_kind(call.args[0]) == "colour" else shape)
+                out.append((shape, max(shape_probs[k])))
         return out
 
     def flops(self, call: Call) -> float:

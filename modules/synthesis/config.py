@@ -19,7 +19,8 @@ class LLMSettings(BaseSettings):
     base_url: str = Field("", description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     model: str = Field("", description="Model name at the endpoint, or a local path for transformers.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    secret_block: str = Field("", description="Prefect Secret block holding the API key.")
+    secret_block: str = Field("", description="Prefect Secret block holding the API key, used when the "
+                              "api_key_env variable is unset; the flows load it and hand the key in.")
     device: str = Field("cpu", description="Device of a local transformers model.")
     dtype: str = Field("float32", description="Weights dtype of a local transformers model.")
     max_tokens: int = Field(1024, gt=0, description="Most tokens one answer may have.")
@@ -27,8 +28,11 @@ class LLMSettings(BaseSettings):
 
 
 def make_synthesizer(name: str = "grammar", model: str | None = None, base_url: str | None = None,
-                     settings: LLMSettings | None = None) -> Synthesizer:
+                     settings: LLMSettings | None = None, api_key: str | None = None) -> Synthesizer:
     """A synthesizer by name; arguments override the environment settings.
+
+    ``api_key``: the openai synthesizer's key; without it, ``$<api_key_env>``. The flows load
+    ``secret_block`` (a Prefect Secret) into it; this module never does.
 
     Raises:
         SynthesisError: an unknown name, or an LLM synthesizer without its endpoint or model.
@@ -45,7 +49,7 @@ def make_synthesizer(name: str = "grammar", model: str | None = None, base_url: 
         from modules.synthesis.openai_client import OpenAIChatClient
 
         return LLMSynthesizer("openai", OpenAIChatClient(
-            base_url, model, api_key_env=settings.api_key_env, secret_block=settings.secret_block or None,
+            base_url, model, api_key, api_key_env=settings.api_key_env,
             timeout_s=settings.timeout_s, max_tokens=settings.max_tokens))
     if name == "transformers":
         if not model:

@@ -20,11 +20,10 @@ import re
 from dataclasses import dataclass
 
 from modules.synthesis.errors import GrammarError
+from modules.vocab import COLOURS, SHAPES
 
 VERSION = "grammar/1"
-SHAPES = ("circle", "square", "triangle")
 ANY_OBJECT = ("object", "shape", "thing")
-COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
 RELATIONS = {"left of": "left_of", "right of": "right_of", "above": "above", "below": "below"}
 QUANTITIES = {"at least": ">=", "at most": "<=", "exactly": "==", "more than": ">",
               "fewer than": "<", "less than": "<"}

@@ -3,8 +3,9 @@
 Used by the LLM synthesizer and by the ``openai`` backend kind. Transient failures
 (connection errors, timeouts, HTTP 408/409/429/5xx) are retried with exponential backoff,
 honouring ``Retry-After``; anything else fails at once with the endpoint's own message.
-The API key comes from the argument, else an environment variable, else a Prefect Secret
-block; local servers need none.
+The API key comes from the argument, else an environment variable; local servers need none.
+A key kept in a Prefect Secret block is loaded by the flows (``flows.secrets``) and handed
+in as the argument: nothing in ``modules`` but ``modules.tasks`` imports Prefect.
 """
 
 from __future__ import annotations
@@ -20,19 +21,12 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 
 
-def resolve_api_key(api_key: str | None, env_var: str | None, secret_block: str | None) -> str | None:
-    """The key to send: explicit, else ``$env_var``, else the Prefect Secret block's value."""
+def resolve_api_key(api_key: str | None, env_var: str | None) -> str | None:
+    """The key to send: explicit, else ``$env_var``, else none."""
     if api_key:
         return api_key
     if env_var and os.environ.get(env_var):
         return os.environ[env_var]
-    if secret_block:
-        from prefect.blocks.system import Secret
-
-        try:
-            return str(Secret.load(secret_block).get())
-        except ValueError as exc:  # Prefect raises ValueError for a block that does not exist
-            raise LLMError(f"Prefect Secret block {secret_block!r} cannot be loaded: {exc}") from exc
     return None
 
 
@@ -40,7 +34,7 @@ class OpenAIChatClient:
     """POSTs ``/chat/completions`` and returns the first choice's text and token usage."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *,
-                 api_key_env: str | None = "OPENAI_API_KEY", secret_block: str | None = None,
+                 api_key_env: str | None = "OPENAI_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 3, backoff_s: float = 0.5,
                  temperature: float = 0.0, max_tokens: int = 1024) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -48,7 +42,7 @@ class OpenAIChatClient:
                            "(e.g. http://localhost:8000/v1 for vLLM)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = resolve_api_key(api_key, api_key_env, secret_block)
+        self.api_key = resolve_api_key(api_key, api_key_env)
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s

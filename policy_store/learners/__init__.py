@@ -1,40 +1,44 @@
-"""Learner registry: name -> Learner class, plus constructors that validate the name.
+"""Learner registry: name -> "module:Class", imported on first use, plus constructors.
 
     LEARNERS = {"thompson", "thompson-shared", "paper", "cheapest", "largest", "random", "fixed"}
+
+Classes are imported lazily (like ``modules.registry.KINDS`` for backends) so that importing
+this package, the flows or the policy store never imports torch: only the ``paper`` learner
+needs it, and it loads when that learner is first asked for.
 """
 
 from __future__ import annotations
 
-from policy_store.errors import LearnerError
-from policy_store.learners.base import Choice, Example, Learner
-from policy_store.learners.config import LearnerConfig
-from policy_store.learners.fixed import CheapestLearner, FixedLearner, LargestLearner, RandomLearner
-from policy_store.learners.paper import PaperLearner
-from policy_store.learners.shared import SharedThompsonLearner
-from policy_store.learners.thompson import ThompsonLearner
+import importlib
 
-LEARNERS: dict[str, type[Learner]] = {
-    cls.name: cls
-    for cls in (
-        ThompsonLearner,
-        SharedThompsonLearner,
-        PaperLearner,
-        CheapestLearner,
-        LargestLearner,
-        RandomLearner,
-        FixedLearner,
-    )
+from policy_store.errors import LearnerError
+from policy_store.learners.base import Choice, Example, FeatureKind, Learner
+from policy_store.learners.config import LearnerConfig
+from policy_store.learners.features import item_features
+
+#: name -> "module:Class" of every registered learner (``Class.name == name``).
+LEARNERS: dict[str, str] = {
+    "thompson": "policy_store.learners.thompson:ThompsonLearner",
+    "thompson-shared": "policy_store.learners.shared:SharedThompsonLearner",
+    "paper": "policy_store.learners.paper:PaperLearner",
+    "cheapest": "policy_store.learners.fixed:CheapestLearner",
+    "largest": "policy_store.learners.fixed:LargestLearner",
+    "random": "policy_store.learners.fixed:RandomLearner",
+    "fixed": "policy_store.learners.fixed:FixedLearner",
 }
 
 
 def learner_class(name: str) -> type[Learner]:
     """The Learner class registered as ``name``; LearnerError listing valid names otherwise."""
     try:
-        return LEARNERS[name]
+        target = LEARNERS[name]
     except KeyError:
         raise LearnerError(
             f"unknown learner {name!r}; valid learners: {', '.join(sorted(LEARNERS))}"
         ) from None
+    module, _, cls = target.partition(":")
+    learner: type[Learner] = getattr(importlib.import_module(module), cls)
+    return learner
 
 
 def make_learner(
@@ -62,8 +66,10 @@ __all__ = [
     "LEARNERS",
     "Choice",
     "Example",
+    "FeatureKind",
     "Learner",
     "LearnerConfig",
+    "item_features",
     "learner_class",
     "load_learner",
     "make_learner",

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from policy_store.errors import LearnerError
 from policy_store.learners.config import LearnerConfig
+
+#: What a learner's ``features`` are (``policy_store.learners.features.item_features`` computes
+#: them from the item's image): ``"embedding"``, the image embedding of ``modules.embedding``
+#: (``embedding.DIM`` floats); ``"pixels"``, the image itself resized to
+#: ``config.paper_input``² RGB, flat, channels first, in [0, 1] (the paper's learner).
+FeatureKind = Literal["embedding", "pixels"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class Learner(ABC):
     """Picks a backend for each call site from that site's candidates (cheapest first)."""
 
     name: ClassVar[str]
+    #: The features ``choose`` and ``Example.features`` carry; see ``FeatureKind``. Learners
+    #: that ignore features (the fixed baselines) keep the embedding, which the flows store.
+    feature_kind: ClassVar[FeatureKind] = "embedding"
 
     def __init__(
         self, config: LearnerConfig, arms: dict[str, list[str]], costs: dict[str, float]

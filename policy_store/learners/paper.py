@@ -8,7 +8,8 @@ CNN trained from scratch on the raw image. This module reproduces that method as
   w, 2w, 4w, 8w, global average pool, linear head), one output per candidate backend, random
   init (kaiming-normal convs, as torchvision), seeded by ``config.seed`` and the call site's
   name. ``paper_width`` = 64 is the real ResNet-18; ``paper_input`` is the image side.
-  Features are raw pixels: ``featurize(image, size)`` (``feature_kind = "pixels"``).
+  Features are raw pixels: ``pixels(image, size)`` (``feature_kind = "pixels"``; callers get
+  them from ``policy_store.learners.features.item_features``).
 - **Choosing (gradient-based Thompson sampling).** For the image x, outputs f_k(x) and, per
   arm k, the gradient g_k = ∂f_k/∂θ over all parameters (one backward pass per arm);
   σ_k² = λ_reg·Σ_j g_kj²/U_j with U a diagonal accumulator per call-site network (starts at
@@ -47,6 +48,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -55,10 +57,23 @@ from torch.nn import functional as F  # noqa: N812
 from torch.utils.flop_counter import FlopCounterMode
 
 from policy_store.errors import LearnerError
-from policy_store.learners.base import Choice, Example, Learner
+from policy_store.learners.base import Choice, Example, FeatureKind, Learner
 from policy_store.learners.config import LearnerConfig
 
 _FORMAT = 1
+
+
+def pixels(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> flat float32 (3·size·size,) in [0, 1], channels first."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise LearnerError(f"paper pixels: expected an (H, W, 3) image, got {img.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
+    t = t.permute(2, 0, 1).unsqueeze(0)
+    if t.shape[-2:] != (size, size):
+        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True)
+    return t.clamp_(0.0, 1.0).reshape(-1).numpy().astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +175,7 @@ class PaperLearner(Learner):
     """The authors' policy: per-call-site ResNet-18, gradient Thompson sampling, REINFORCE."""
 
     name = "paper"
-    feature_kind = "pixels"
+    feature_kind: ClassVar[FeatureKind] = "pixels"
 
     def __init__(
         self, config: LearnerConfig, arms: dict[str, list[str]], costs: dict[str, float]
@@ -174,18 +189,7 @@ class PaperLearner(Learner):
 
     # -- features ---------------------------------------------------------------------------
 
-    @staticmethod
-    def featurize(image: np.ndarray, size: int) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> flat float32 (3·size·size,) in [0, 1], channels first."""
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] != 3:
-            raise LearnerError(f"paper featurize: expected an (H, W, 3) image, got {img.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32) / 255.0)
-        t = t.permute(2, 0, 1).unsqueeze(0)
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        return t.clamp_(0.0, 1.0).reshape(-1).numpy().astype(np.float32, copy=False)
+    featurize = staticmethod(pixels)  # the older name; new callers use item_features
 
     @property
     def feature_dim(self) -> int:
@@ -196,7 +200,7 @@ class PaperLearner(Learner):
         if x.shape != (self.feature_dim,) or not np.isfinite(x).all():
             raise LearnerError(
                 f"paper {where}: features must be a finite vector of 3·{self.config.paper_input}² "
-                f"= {self.feature_dim} pixels from PaperLearner.featurize, got shape {x.shape}"
+                f"= {self.feature_dim} pixels from item_features (paper.pixels), got shape {x.shape}"
             )
         return x
 

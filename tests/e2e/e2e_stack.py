@@ -81,6 +81,10 @@ class Api:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=10)
 
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.http.close()
+
     def healthy(self) -> bool:
         try:
             return self.http.get("/health").status_code == 200

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage.moto import free_port
+
 from e2e_stack import BIN, CHROMIUM, REPO, Api, Process, base_env, chromium, run, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +53,7 @@ def _wait_completed(stack: Stack, name: str, timeout_s: float = 90) -> dict:
 def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[Stack]:
     """Server, work pool, deployments, a published stream, a worker; one batch and its feedback."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (make install does it as root)")
     root = tmp_path_factory.mktemp("e2e")
     (root / "logs").mkdir()
     port = free_port()
@@ -63,8 +64,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
     server = Process("server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                 "--port", str(port)], server_env, root / "logs")
     worker = None
+    api = Api(api_url)
     try:
-        api = Api(api_url)
         wait_for("the Prefect server to answer /api/health", api.healthy, 120, server.tail)
         env = base_env(root / "prefect", api_url)
         env.update(FMP_CATALOG=str(REPO / "tests/integration/fake_catalog.yaml"),
@@ -88,6 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
         if worker is not None:
             worker.stop(signal.SIGINT)
         server.stop(signal.SIGTERM)
+        api.close()
 
 
 def test_deploy_created_the_pool_schedules_and_parameters(stack: Stack) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_flows import _publish
 
 from storage import batches
 from storage.url import open_store
+
+from test_flows import _publish
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,8 @@ def deployment(prefect_harness: None) -> str:
             client.create_work_pool(WorkPoolCreate(name="discover-test", type="process"))
         except ObjectAlreadyExists:
             pass
-    stream_batch.to_deployment(name="discover-test", work_pool_name="discover-test").apply()
+    deployment = stream_batch.to_deployment(name="discover-test", work_pool_name="discover-test")
+    deployment.apply()  # type: ignore[union-attr]  # called synchronously: a value, not a coroutine
     return "stream_batch/discover-test"
 
 

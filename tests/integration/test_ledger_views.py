@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_flows import CATALOG, _publish
 
 from storage.url import open_store
+
+from test_flows import CATALOG, _publish
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +17,7 @@ MONO_FLOPS = 50000.0  # flops_per_call of the fake catalog's baseline_only `mono
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, str]:
+def ledger(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, str]]:
     """Two batches of s1 through learned and monolithic, each followed by its feedback."""
     from flows.ingest_feedback import ingest_feedback
     from flows.stream_batch import stream_batch
@@ -40,7 +42,7 @@ def _query(env: dict[str, str], sql: str) -> list[dict]:
     from policy_store.store import PolicyStore
 
     columns, rows = PolicyStore(env["db_path"]).query(sql)
-    return [dict(zip(columns, r)) for r in rows]
+    return [dict(zip(columns, r, strict=True)) for r in rows]
 
 
 def test_the_catalog_costs_and_the_monolith_are_registered(ledger: dict[str, str]) -> None:
@@ -119,7 +121,7 @@ def test_runs_carry_tags_and_publish_artifacts_with_stable_keys(ledger: dict[str
     assert len(batch) >= 2 and len(feedback) >= 2  # one per batch: the key keeps the history
     rows = batch[0].data if isinstance(batch[0].data, list) else __import__("json").loads(batch[0].data)
     assert {r["call_site"] for r in rows} == {"exists@2:11", "verify_property@4:11"}
-    assert "savings vs monolithic so far" in feedback[0].data
+    assert "savings vs monolithic so far" in str(feedback[0].data)
     assert {"fmp", "stream:s1", "query:red_circle"} <= set(runs[0].tags)
     assert tasks and all("stream:s1" in t.tags for t in tasks)
     assert Path(ledger["db_path"]).exists()

@@ -51,7 +51,9 @@ def test_a_synthesized_program_is_stored_once_and_runs_in_a_stream(prefect_harne
          encode_png(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))) for k in range(3)])
     summary = stream_batch(stream="synth", batch=None, policy="largest", **env)
     assert (summary.items, summary.failed) == (3, 0)
-    marker, results = batches.read_results(store, "synth", "largest", "b0000")
+    got = batches.read_results(store, "synth", "largest", "b0000")
+    assert got is not None
+    marker, results = got
     assert marker.program_id == first.program_id
     assert [r.answer for r in results] == [True, True, True]  # fake catalog: a red circle everywhere
     assert [(d.call_site, d.backend) for d in results[0].decisions] == [

@@ -16,6 +16,7 @@ from numpy.lib.array_utils import byte_bounds
 from benchmarks.backend_tasks import PHRASINGS
 from benchmarks.signs import SignedScene
 from benchmarks.truth import load_facts
+from modules.backends.base import Output, Usage
 from modules.backends.facts import normalise
 from modules.executor import GroupRequest, GroupResult, Route
 
@@ -49,8 +50,8 @@ class Oracle:
     def __call__(self, requests: list[GroupRequest]) -> list[GroupResult]:
         out = []
         for req in requests:
-            answers = [self.answer(req.function, c) for c in req.calls]
-            out.append(GroupResult(answers, [0.0] * len(answers), 0, [0.0] * len(answers), 0.0))
+            free = Usage(flops=0.0, params=0, price=0.0)
+            out.append(GroupResult([Output(self.answer(req.function, c), free) for c in req.calls], 0.0))
         return out
 
     def answer(self, function: str, call: Any) -> Any:

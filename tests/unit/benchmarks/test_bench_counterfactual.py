@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 
 from benchmarks.counterfactual import CallCache, cached_round_runner, oracle_runs
+from modules.backends.base import Backend, Call, Output
 from modules.executor import BatchExecutor, ItemInput, Route
 from modules.program import parse_program
 from modules.tasks import local_round_runner
@@ -19,18 +21,25 @@ PROGRAM = parse_program(
 )
 
 
-class Detector:
+class Detector(Backend):
     """Pixel (0, 0, 0) says circle, (0, 0, 1) says square; ``sloppy`` always sees a square."""
 
+    kind = "scripted"
+
     def __init__(self, sloppy: bool, flops: float) -> None:
+        super().__init__(SimpleNamespace(name="sloppy" if sloppy else "exact", price=0.0))
         self.sloppy, self._flops, self.seen = sloppy, flops, 0
+
+    def setup(self) -> None:
+        pass
 
     def infer(self, calls):
         self.seen += len(calls)
         out = []
         for c in calls:
             channel = 0 if c.args[0] == "circle" else 1
-            out.append(True if (self.sloppy and channel == 1) else bool(c.image[0, 0, channel]))
+            value = True if (self.sloppy and channel == 1) else bool(c.image[0, 0, channel])
+            out.append(Output(value, self.declared_usage(self._flops, self.params())))
         return out
 
     def flops(self, call):
@@ -38,9 +47,6 @@ class Detector:
 
     def params(self):
         return 7
-
-    def price(self, call):
-        return 0.0
 
 
 class Registry:
@@ -78,7 +84,7 @@ def brute_force(images, truth, registry):
         out = BatchExecutor(PROGRAM, Pinned(pins), local_round_runner(registry)).run(
             [ItemInput(str(i), im, np.zeros(1)) for i, im in enumerate(images)])
         for i, o in enumerate(out):
-            cost = sum(t.flops for t in o.tallies.values())
+            cost = sum(d.flops for d in o.decisions)
             if o.answer == truth[i] and (best[i] is None or cost < best[i]):
                 best[i] = cost
     return best
@@ -118,5 +124,9 @@ def test_cached_runner_answers_each_call_once_and_matches_the_models():
     assert cache.reused == computed
     direct = BatchExecutor(PROGRAM, pins, local_round_runner(Registry())).run(items)
     assert [o.answer for o in first] == [o.answer for o in again] == [o.answer for o in direct]
-    assert [sum(t.flops for t in o.tallies.values()) for o in again] == \
-        [sum(t.flops for t in o.tallies.values()) for o in direct]
+    assert [o.decisions for o in again] == [o.decisions for o in first]  # a cached answer costs the same
+    assert [sum(d.flops for d in o.decisions) for o in again] == \
+        [sum(d.flops for d in o.decisions) for o in direct]
+    (reused,) = cache.get_many("big", [Call("exists", images[0], ("circle",))])
+    assert reused.output.usage.cached and reused.output.value is True  # served from the cache, marked so
+    assert not any(a.output.usage.cached for a in cache.answers.values())

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from benchmarks import evaluate as ev
+from benchmarks.evaluate.cli import evaluate, parser
+from benchmarks.evaluate.runners import ALL_POLICIES, LAMBDA_POLICIES, RUNNERS
 
 
 @pytest.fixture(scope="module")
@@ -15,31 +16,19 @@ def report(tmp_path_factory):
     argv = ["--benchmark", "binary", "--query", "red_circle_left_of_blue_square", "--scenes", "40",
             "--batch-size", "8", "--lam", "1", "8", "--paper-width", "4", "--paper-input", "16",
             "--out", str(out)]
-    args = ev.parser().parse_args(argv)
-    results = {}
-    original = ev.run_query
-
-    def keep(stream, ctx, policies, lams):  # the per-item results, for invariants below
-        got = original(stream, ctx, policies, lams)
-        results.update(got)
-        return got
-
-    ev.run_query = keep
-    try:
-        rep = ev.evaluate(args)
-    finally:
-        ev.run_query = original
+    results = {}  # the per-item results, for invariants below
+    rep = evaluate(parser().parse_args(argv), on_query=lambda query, got: results.update(got))
     return rep, results, out
 
 
 def test_every_policy_is_reported_with_its_cost_and_the_plot_is_written(report):
     rep, _, out = report
-    assert set(rep["table"]) == set(ev.ALL_POLICIES)
+    assert set(rep["table"]) == set(ALL_POLICIES)
     assert json.loads(out.read_text())["benchmark"] == "binary"
     assert out.with_name("eval-binary-pareto.png").stat().st_size > 1000
     assert rep["table"]["monolithic"]["savings_vs_monolithic"] == pytest.approx(0.0)
     assert rep["table"]["oracle"]["cost_vs_oracle"] == pytest.approx(1.0)
-    for name in ev.LAMBDA_POLICIES:
+    for name in LAMBDA_POLICIES:
         assert [r["lam"] for r in rep["sweep"][name]] == [1.0, 8.0]
     # the paper's learner pays for its own networks; fmp's for its embedding
     assert rep["table"]["paper"]["policy_gflops_per_item"] > rep["table"]["fmp"]["policy_gflops_per_item"] > 0
@@ -52,12 +41,41 @@ def test_the_oracle_is_right_whenever_any_policy_is_and_never_costs_more(report)
     oracle = results["oracle"][1.0]
     for name, per_lam in results.items():
         for lam, items in per_lam.items():
-            for mine, best in zip(items, oracle):
+            for mine, best in zip(items, oracle, strict=True):
                 if mine.right:
                     assert best.right, (name, lam)
                     assert best.flops <= mine.flops + 1e-6, (name, lam)
 
 
+def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
+    assert set(RUNNERS) == set(ALL_POLICIES)
+    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget"}
+    order = list(RUNNERS)
+    for name, runner in RUNNERS.items():
+        for need in runner.needs:
+            assert not RUNNERS[need].per_lambda and order.index(need) < order.index(name), (name, need)
+
+
+def test_a_policy_table_is_injected_and_only_asked_policies_are_reported(tmp_path):
+    out = tmp_path / "eval-binary.json"
+    argv = ["--benchmark", "binary", "--query", "red_circle_left_of_blue_square", "--scenes", "8",
+            "--batch-size", "4", "--lam", "1", "2", "--policies", "cheapest", "static", "--out", str(out)]
+    table = {n: RUNNERS[n] for n in ("cheapest", "largest", "static")}
+    seen = {}
+    rep = evaluate(parser().parse_args(argv), runners=table, on_query=lambda query, got: seen.update({query: got}))
+    # largest runs (static starts from it) but is not reported
+    assert list(rep["sweep"]) == ["cheapest", "static"]
+    assert set(seen["red_circle_left_of_blue_square"]) == {"cheapest", "static"}
+    assert [r["lam"] for r in rep["sweep"]["static"]] == [1.0, 2.0]
+    assert set(rep["static_configurations"]) == {"red_circle_left_of_blue_square@1", "red_circle_left_of_blue_square@2"}
+
+
+def test_a_policy_outside_the_table_is_a_clear_error():
+    args = parser().parse_args(["--policies", "fmp", "--scenes", "5"])
+    with pytest.raises(SystemExit, match="unknown policy"):
+        evaluate(args, runners={n: RUNNERS[n] for n in ("cheapest", "largest")})
+
+
 def test_unknown_query_is_a_clear_error():
     with pytest.raises(SystemExit, match="unknown query id"):
-        ev.evaluate(ev.parser().parse_args(["--query", "no_such_query", "--scenes", "5"]))
+        evaluate(parser().parse_args(["--query", "no_such_query", "--scenes", "5"]))

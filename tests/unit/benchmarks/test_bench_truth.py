@@ -72,7 +72,9 @@ def test_larger_uses_a_ratio_margin_and_na_is_false_for_yes_no() -> None:
 
 
 def test_normalise_answer_and_bad_specs() -> None:
-    assert [normalise_answer(a) for a in (" Red. ", "n/a", "N/A", "3")] == ["red", NA, NA, "3"]
+    # one rule with the ledger's (modules.answers): "Yes!" == "yes", True == "yes"
+    assert [normalise_answer(a) for a in (" Red. ", "n/a", "N/A", "3", "Yes!", True, "false")] == \
+        ["red", NA, NA, "3", "yes", "yes", "no"]
     with pytest.raises(ValueError, match="exactly one operator"):
         ev({"exists": {}, "count": {}}, _item())
     with pytest.raises(ValueError, match="unknown selector key 'hue'"):

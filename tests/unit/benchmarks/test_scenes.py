@@ -117,3 +117,13 @@ def test_decode_corrupt_raises(data: bytes | None) -> None:
     blob = encode_png(generate_scene(5).image)[:60] if data is None else data
     with pytest.raises(ValueError, match="cannot decode image"):
         decode_image(blob)
+
+
+def test_the_scene_vocabulary_has_one_definition() -> None:
+    from modules import vocab
+    from modules.synthesis import grammar
+
+    assert SHAPES is vocab.SHAPES and COLOURS is vocab.COLOURS
+    assert grammar.SHAPES is vocab.SHAPES and grammar.COLOURS is vocab.COLOURS
+    assert SHAPES == ("circle", "square", "triangle")  # the detectors' class order: 1 + index
+    assert COLOURS == ("red", "orange", "yellow", "green", "blue", "purple")  # classifier order

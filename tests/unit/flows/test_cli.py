@@ -84,7 +84,7 @@ def test_ledger_while_a_writer_holds_the_file_is_one_line_after_the_timeout(
         waited = time.monotonic() - start
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # waits, and closes the stdout pipe
     err = capfd.readouterr().err
     assert code == 1 and 1.0 <= waited < 15
     assert err.count("\n") == 1, err

@@ -17,7 +17,7 @@ import pytest
 import tiny_models
 from PIL import Image
 
-from modules.backends.base import Call
+from modules.backends.base import Call, CallFailure
 from modules.catalog import load_catalog, parse_catalog
 from modules.errors import CatalogError
 from modules.executor import BatchExecutor, ItemInput, Route
@@ -57,57 +57,73 @@ def _calls(*specs: tuple[str, tuple[str, ...]]) -> list[Call]:
     return [Call(f, None if f == "llm_query" else IMAGE, args) for f, args in specs]
 
 
+def _values(outputs: list) -> list:
+    return [o.value for o in outputs]
+
+
 def test_zero_shot_detection_finds_boxes_in_the_call_image(models) -> None:
     registry = Registry(parse_catalog([
         _hf("owl", models["owlvit"], "zero-shot-object-detection", ["find", "exists", "count"], threshold=0.0),
         _hf("owl-strict", models["owlvit"], "zero-shot-object-detection", ["find", "exists", "count"],
             threshold=1.0)]))
     backend = registry.get("owl")
-    boxes, exists, count = backend.infer(_calls(("find", ("circle",)), ("exists", ("circle",)),
-                                                ("count", ("circle",))))
+    outputs = backend.infer(_calls(("find", ("circle",)), ("exists", ("circle",)), ("count", ("circle",))))
+    boxes, exists, count = _values(outputs)
     # The steered box head predicts its 4x4 anchor grid, scaled to the 50x40 image and clipped
     # to it (the pipeline itself reports the bottom row and right column past the edge).
     assert (exists, count) == (True, 16)
     assert sorted(boxes) == [(x0, y0, x1, y1) for x0, x1 in ((6, 18), (18, 31), (31, 43), (43, 50))
                              for y0, y1 in ((5, 15), (14, 25), (24, 34), (34, 40))]
     assert all(type(v) is int for b in boxes for v in b)
-    assert registry.get("owl-strict").infer(_calls(("find", ("circle",)), ("exists", ("circle",)),
-                                                   ("count", ("circle",)))) == [[], False, 0]
+    assert _values(registry.get("owl-strict").infer(_calls(("find", ("circle",)), ("exists", ("circle",)),
+                                                           ("count", ("circle",))))) == [[], False, 0]
     n = backend.params()
     assert n == sum(p.numel() for p in backend._model.parameters()) and n > 0
     assert backend.flops(Call("find", IMAGE, ("circle",))) == 2.0 * n
+    assert {(o.usage.flops, o.usage.params, o.usage.tokens, o.usage.confidence) for o in outputs} == {
+        (2.0 * n, n, 0, None)}
 
 
 def test_classifier_vqa_answers_are_read_into_bool_int_and_str(models) -> None:
     yes = Registry(parse_catalog([_hf("vqa", models["vilt-yes"], "visual-question-answering",
                                       ["exists", "verify_property", "query", "count"])])).get("vqa")
-    assert yes.infer(_calls(("exists", ("circle",)), ("verify_property", ("circle", "red")),
-                            ("query", ("is the circle red?",)))) == [True, True, "yes"]
+    outputs = yes.infer(_calls(("exists", ("circle",)), ("verify_property", ("circle", "red")),
+                               ("query", ("is the circle red?",))))
+    assert _values(outputs) == [True, True, "yes"]
+    assert all(0.0 < (o.usage.confidence or 0.0) <= 1.0 for o in outputs)  # the classifier's label probability
+    # an unreadable reply: alone, the call's own failure with its usage; in a batch, it rejects the batch
+    (alone,) = yes.infer(_calls(("count", ("circle",))))
+    assert alone.value == CallFailure("count(): cannot read a number from the model's reply 'yes'")
+    assert alone.usage.tokens > 0 and alone.usage.flops == 2.0 * yes.params() * alone.usage.tokens
     with pytest.raises(ValueError, match=r"count\(\): cannot read a number from the model's reply 'yes'"):
-        yes.infer(_calls(("count", ("circle",))))
+        yes.infer(_calls(("exists", ("circle",)), ("count", ("circle",))))
     two = Registry(parse_catalog([_hf("vqa2", models["vilt-2"], "visual-question-answering", ["count"])])).get("vqa2")
-    assert two.infer(_calls(("count", ("circle",)))) == [2]
+    assert _values(two.infer(_calls(("count", ("circle",))))) == [2]
 
 
 def test_image_text_to_text_answers_every_function_through_the_chat_template(models) -> None:
     functions = ["exists", "count", "verify_property", "query", "find", "llm_query"]
     yes = Registry(parse_catalog([_hf("vlm", models["llava-yes"], "image-text-to-text", functions)])).get("vlm")
-    assert yes.infer(_calls(("exists", ("circle",)), ("verify_property", ("circle", "red")),
-                            ("query", ("is it red?",)))) == [True, True, "yes yes yes"]
-    with pytest.raises(ValueError, match=r"find\(\): cannot read boxes from the model's reply 'yes yes yes'"):
-        yes.infer(_calls(("find", ("circle",))))
+    assert _values(yes.infer(_calls(("exists", ("circle",)), ("verify_property", ("circle", "red")),
+                                    ("query", ("is it red?",))))) == [True, True, "yes yes yes"]
+    (alone,) = yes.infer(_calls(("find", ("circle",))))
+    assert alone.value == CallFailure("find(): cannot read boxes from the model's reply 'yes yes yes'")
     three = Registry(parse_catalog([_hf("vlm3", models["llava-3"], "image-text-to-text", functions)])).get("vlm3")
     calls = _calls(("count", ("circle",)), ("llm_query", ("how many sides?",)))
-    assert three.infer(calls) == [3, "3 3 3"]
+    outputs = three.infer(calls)
+    assert _values(outputs) == [3, "3 3 3"]
     # prompt tokens (image patches included, padding not) plus three generated
-    assert [three.flops(c) / (2.0 * three.params()) for c in calls] == [20.0, 8.0]
+    assert [o.usage.tokens for o in outputs] == [20, 8]
+    assert [o.usage.flops / (2.0 * three.params()) for o in outputs] == [20.0, 8.0]
+    assert three.flops(calls[0]) == 2.0 * three.params()  # before it runs: one token
 
 
 def test_text_generation_answers_llm_query(models) -> None:
     backend = Registry(parse_catalog([_hf("llm", models["gpt2"], "text-generation", ["llm_query"])])).get("llm")
     call = Call("llm_query", None, ("what is the capital of france ?",))
-    assert backend.infer([call]) == ["paris paris paris"]
-    assert backend.flops(call) == 2.0 * backend.params() * (7 + 3)  # 7 prompt tokens, 3 generated
+    (output,) = backend.infer([call])
+    assert output.value == "paris paris paris"
+    assert output.usage.flops == 2.0 * backend.params() * (7 + 3)  # 7 prompt tokens, 3 generated
 
 
 def test_a_program_runs_on_transformers_backends_end_to_end(models) -> None:
@@ -126,7 +142,7 @@ def test_a_program_runs_on_transformers_backends_end_to_end(models) -> None:
     (out,) = BatchExecutor(program, _ByFunction(), local_round_runner(registry)).run(
         [ItemInput("i0", IMAGE, np.zeros(2))])
     assert (out.status, out.answer, out.error) == ("ok", True, None)
-    assert {k: (t.backend, t.calls) for k, t in out.tallies.items()} == {
+    assert {d.call_site: (d.backend, d.calls) for d in out.decisions} == {
         "exists@2:11": ("owl", 1), "find@5:13": ("owl", 1), "verify_property@6:11": ("vqa", 16)}
 
 
@@ -159,15 +175,17 @@ def test_openai_vision_chat_sends_images_retries_and_parses_answers() -> None:
                        ("find", ("circle",)), ("query", ("What colour is it?",)),
                        ("llm_query", ("Capital of France?",)))
         outputs = backend.infer(calls)
-    assert outputs == [True, 3, False, [(1, 2, 10, 12), (30, 20, 50, 40)], "purple", "Paris"]
+    assert _values(outputs) == [True, 3, False, [(1, 2, 10, 12), (30, 20, 50, 40)], "purple", "Paris"]
     images = [part for r in server.requests[1:] for part in r["body"]["messages"][0]["content"]
               if part["type"] == "image_url"]
     # requests[0] was refused (503) and retried; the other six are one per call, in any order
     assert [_png_size(p["image_url"]["url"]) for p in images] == [(50, 40)] * 5  # none for llm_query
     assert server.requests[1]["body"]["model"] == "qwen-vl" and backend._client.retries == 1
-    assert backend.usage(calls[1]) == (300, 4)
-    assert backend.flops(calls[1]) == 2.0 * 1000 * 304
-    assert backend.price(calls[1]) == pytest.approx((300 * 2.0 + 4 * 10.0) / 1e6)
+    usage = outputs[1].usage
+    assert (usage.tokens, usage.params) == (304, 1000)
+    assert usage.flops == 2.0 * 1000 * 304
+    assert usage.price == pytest.approx((300 * 2.0 + 4 * 10.0) / 1e6)
+    assert backend.flops(calls[1]) == 2.0 * 1000  # before it runs: one token
     assert (backend.prompt_tokens, backend.completion_tokens) == (350, 29)
 
 
@@ -188,6 +206,7 @@ def test_openai_unreadable_answers_fail_one_call_without_a_second_request() -> N
     assert outs[1].error == ("exists@2:11[vlm]: exists(): cannot read yes or no from the model's "
                              "reply 'maybe'")
     assert len(server.requests) == 3
+    assert [d.calls for o in outs for d in o.decisions] == [1, 1, 1]  # the failed call is charged too
 
 
 @pytest.mark.parametrize(("entry", "message"), [

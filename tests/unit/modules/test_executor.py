@@ -52,8 +52,8 @@ def test_calls_not_reached_are_neither_run_nor_charged_nor_routed() -> None:
     router = _Fixed("big")
     out = BatchExecutor(parse_program(PROGRAM), router, local_round_runner(registry)).run(_items(3))
     assert [o.answer for o in out] == [False, False, False]
-    assert [list(o.tallies) for o in out] == [["exists@2:11"]] * 3
-    assert [o.tallies["exists@2:11"].flops for o in out] == [1000.0] * 3
+    assert [[d.call_site for d in o.decisions] for o in out] == [["exists@2:11"]] * 3
+    assert [o.decisions[0].flops for o in out] == [1000.0] * 3
     assert router.asked == [("i0", "exists@2:11"), ("i1", "exists@2:11"), ("i2", "exists@2:11")]
 
 
@@ -64,8 +64,8 @@ def test_loop_calls_share_one_decision_and_sum_their_cost() -> None:
     router = _Fixed("cheap")
     (out,) = BatchExecutor(parse_program(PROGRAM), router, local_round_runner(registry)).run(_items(1))
     assert out.answer is False
-    tally = out.tallies["verify_property@7:11"]
-    assert (tally.calls, tally.flops, tally.params) == (3, 30.0, 15)
+    (decision,) = [d for d in out.decisions if d.call_site == "verify_property@7:11"]
+    assert (decision.calls, decision.flops, decision.params, decision.propensity) == (3, 30.0, 15, 1.0)
     assert router.asked.count(("i0", "verify_property@7:11")) == 1
 
 
@@ -88,7 +88,7 @@ def test_a_failing_item_fails_alone_with_a_clear_error() -> None:
     out = BatchExecutor(program, _Fixed("cheap"), local_round_runner(registry)).run(_items(2))
     assert [o.status for o in out] == ["failed", "failed"]
     assert out[0].error == "line 3: division by zero"
-    assert out[0].tallies["find@2:12"].calls == 1  # what ran is still charged
+    assert [(d.call_site, d.calls) for d in out[0].decisions] == [("find@2:12", 1)]  # what ran is still charged
 
 
 def test_wrong_answer_type_is_an_item_failure() -> None:
@@ -123,3 +123,42 @@ def test_a_backend_answer_of_the_wrong_type_fails_the_item() -> None:
     (out,) = BatchExecutor(program, _Fixed("cheap"), local_round_runner(_registry({}))).run(_items(1))
     assert out.status == "failed"
     assert out.error == "find@2:15: backend answered False, which is not a valid find() result"
+
+
+def test_decisions_are_the_storage_records_built_from_returned_usage() -> None:
+    """The executor's decisions are the records the results file stores, costs from usage."""
+    from storage.records import DecisionRecord
+
+    answers = {"exists|circle": True, "exists|square": False}
+    (out,) = BatchExecutor(parse_program(PROGRAM), _Fixed("big"), local_round_runner(_registry(answers))).run(
+        _items(1))
+    assert all(type(d) is DecisionRecord for d in out.decisions)
+    assert [(d.call_site, d.function, d.backend, d.calls, d.flops, d.params, d.price) for d in out.decisions] == [
+        ("exists@2:11", "exists", "big", 1, 1000.0, 500.0, 0.0),
+        ("exists@4:11", "exists", "big", 1, 1000.0, 500.0, 0.0)]
+
+
+def test_a_call_the_backend_rejects_fails_alone_charged_its_estimate() -> None:
+    from modules.backends.base import Call, CallFailure, Output
+    from modules.executor import answer_group
+
+    registry = _registry({})
+    backend = registry.get("cheap")
+    real = backend.infer
+
+    def picky(calls):
+        if any(c.args == ("bad",) for c in calls):
+            raise ValueError("no bad calls")
+        return real(calls)
+
+    backend.infer = picky
+    try:
+        image = np.zeros((4, 4, 3), np.uint8)
+        result = answer_group(registry, GroupRequest("exists@2:11", "exists", "cheap", [
+            Call("exists", image, ("circle",)), Call("exists", image, ("bad",))]))
+    finally:
+        del backend.infer
+    good, bad = result.outputs
+    assert isinstance(good, Output) and good.value is False
+    assert bad.value == CallFailure("exists@2:11[cheap]: no bad calls")
+    assert (bad.usage.flops, bad.usage.params) == (10.0, 5)

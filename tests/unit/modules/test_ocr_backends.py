@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.signs import render_item
 from modules.backends.base import Call
-from modules.backends.ocr import (LOCALISER_OPS_PER_PIXEL, localise_text, normalise_text,
+from modules.backends.ocr import (LOCALISER_OPS_PER_PIXEL, TESSDATA, localise_text, normalise_text,
                                  representative_text_image, tesseract_lstm_params)
 from modules.backends.onnx_cost import onnx_flops, onnx_params
 from modules.catalog import parse_catalog
@@ -23,7 +23,8 @@ from modules.tasks import local_round_runner
 
 ENGINES = {
     "ddddocr": (importlib.util.find_spec("ddddocr") is not None, "pip install ddddocr==1.6.1"),
-    "tesseract": (shutil.which("tesseract") is not None, "apt-get install -y tesseract-ocr"),
+    "tesseract": (shutil.which("tesseract") is not None and TESSDATA.exists(),
+                  "apt-get install -y tesseract-ocr tesseract-ocr-eng"),
     "rapidocr": (importlib.util.find_spec("rapidocr_onnxruntime") is not None,
                  "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
 }
@@ -62,8 +63,10 @@ def test_engine_reads_easy_signs_with_measured_cost(engine: str) -> None:
     items = [render_item(0, sign="STOP", difficulty="easy"), render_item(1, sign="BANANA", difficulty="easy"),
              render_item(2, sign=None, difficulty="easy")]
     calls = [Call("read_text", it.image, ()) for it in items]
-    assert backend.infer(calls) == ["STOP", "BANANA", ""]
-    assert [backend.flops(c) for c in calls] == pytest.approx(FLOPS[engine], rel=1e-9)
+    outputs = backend.infer(calls)
+    assert [o.value for o in outputs] == ["STOP", "BANANA", ""]
+    assert [o.usage.flops for o in outputs] == pytest.approx(FLOPS[engine], rel=1e-9)
+    assert [backend.flops(c) for c in calls] == pytest.approx(FLOPS[engine], rel=1e-9)  # by running it
     assert backend.params() == PARAMS[engine]
     with pytest.raises(ValueError, match="serves only read_text"):
         backend.infer([Call("query", items[0].image, ("what?",))])
@@ -86,7 +89,9 @@ def test_ocr_arms_come_out_cheapest_first_in_catalog_order() -> None:
     if missing:
         pytest.skip(f"OCR engines missing: {missing}")
     from benchmarks.backends import BENCH_CATALOG
-    from flows.policies import PolicySpec, arms_for, unit_flops
+    from policies.arms import arms_for
+    from policies.costs import unit_flops
+    from policies.specs import PolicySpec
     from modules.catalog import load_catalog
 
     registry = Registry(load_catalog(BENCH_CATALOG))

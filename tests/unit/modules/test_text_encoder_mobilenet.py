@@ -22,9 +22,11 @@ def test_sentence_encoder_finds_paraphrases_and_refuses_the_unrelated() -> None:
     b = _one({"name": "kb", "kind": "text_encoder", "functions": ["llm_query"], "facts": "benchmark_facts.json"})
     calls = [Call("llm_query", None, (q,)) for q in (
         "What hue does a banana have?", "Is red one of the primary colours?", "Who wrote Hamlet?")]
-    assert b.infer(calls) == ["yellow", "yes", "unknown"]
+    outputs = b.infer(calls)
+    assert [o.value for o in outputs] == ["yellow", "yes", "unknown"]
     assert b.params() == 22713216
     assert b.flops(calls[0]) == 191433216.0  # encoder forward at 10 tokens + 2 x 46 x 384 dot products
+    assert [o.usage.flops for o in outputs] == [b.flops(c) for c in calls]
     with pytest.raises(ValueError, match="serves only llm_query"):
         b.infer([Call("query", np.zeros((4, 4, 3), np.uint8), ("x",))])
 
@@ -45,5 +47,8 @@ def test_mobilenet_classifies_the_cat_photo() -> None:
     b = _one({"name": "mnv2", "kind": "mobilenet", "functions": ["query", "exists"]})
     cat = load_photo("skimage:chelsea.png")
     calls = [Call("query", cat, ("what is this?",)), Call("exists", cat, ("cat",)), Call("exists", cat, ("dog",))]
-    assert b.infer(calls) == ["Egyptian cat", True, False]
+    outputs = b.infer(calls)
+    assert [o.value for o in outputs] == ["Egyptian cat", True, False]
     assert (b.params(), b.flops(calls[0])) == (3504872, 601548544.0)
+    assert {(o.usage.flops, o.usage.params) for o in outputs} == {(601548544.0, 3504872)}
+    assert 0.0 < outputs[0].usage.confidence <= 1.0 and outputs[1].usage.confidence is None

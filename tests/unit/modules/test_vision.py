@@ -15,6 +15,10 @@ EXPECTED_TYPES = {"find": list, "exists": bool, "count": int, "verify_property":
                   "query": str, "llm_query": str}
 
 
+def _values(backend, calls: list[Call]) -> list:
+    return [o.value for o in backend.infer(calls)]
+
+
 def _call(function: str, image: np.ndarray | None, mono: bool = False) -> Call:
     args = {"find": ("circle",), "exists": ("square",), "count": ("object",),
             "verify_property": ("circle", "green"),
@@ -28,26 +32,31 @@ def _call(function: str, image: np.ndarray | None, mono: bool = False) -> Call:
 def test_every_backend_answers_its_functions(name: str) -> None:
     backend = REGISTRY.get(name)
     calls = [_call(f, SCENE.image, mono=name == "vqa-mono") for f in REGISTRY.spec(name).functions]
-    answers = backend.infer(calls)
-    assert len(answers) == len(calls)
-    for call, answer in zip(calls, answers):
-        assert type(answer) is EXPECTED_TYPES[call.function], (name, call.function, answer)
-        assert backend.flops(call) > 0
-    assert backend.params() > 0
+    outputs = backend.infer(calls)
+    assert len(outputs) == len(calls)
+    for call, output in zip(calls, outputs):
+        assert type(output.value) is EXPECTED_TYPES[call.function], (name, call.function, output.value)
+        assert output.usage.flops == backend.flops(call) > 0  # measured as estimated: same forward pass
+        assert output.usage.params == backend.params() > 0
+        assert output.usage.price == backend.spec.price
+        confidence = output.usage.confidence
+        assert confidence is None or 0.0 < confidence <= 1.0
+    if backend.spec.kind == "torch_vision" and "query" in backend.spec.functions:
+        assert outputs[-1].usage.confidence is not None  # classifiers report their probability
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
 def test_large_detector_counts_easy_scenes(seed: int) -> None:
     scene = generate_scene(seed, difficulty="easy")
     det = REGISTRY.get("det-l")
-    counts = det.infer([Call("count", scene.image, (s,)) for s in SHAPES])
+    counts = _values(det, [Call("count", scene.image, (s,)) for s in SHAPES])
     truth = [sum(o.shape == s for o in scene.visible_objects) for s in SHAPES]
     assert counts == truth
-    assert det.infer([Call("count", scene.image, ("object",))]) == [len(scene.visible_objects)]
+    assert _values(det, [Call("count", scene.image, ("object",))]) == [len(scene.visible_objects)]
 
 
 def test_large_detector_boxes_are_tight() -> None:
-    boxes = REGISTRY.get("det-l").infer([Call("find", SCENE.image, ("circle",))])[0]
+    boxes = _values(REGISTRY.get("det-l"), [Call("find", SCENE.image, ("circle",))])[0]
     truth = sorted(o.box for o in SCENE.objects if o.shape == "circle")
     assert truth == [(29, 20, 63, 54), (76, 25, 98, 47)]
     assert len(boxes) == 2
@@ -57,7 +66,7 @@ def test_large_detector_boxes_are_tight() -> None:
 
 def test_find_on_a_crop_uses_crop_coordinates() -> None:
     crop = SCENE.image[10:70, 20:74]  # holds the green circle at (29, 20, 63, 54) only
-    boxes = REGISTRY.get("det-l").infer([Call("find", crop, ("circle",))])[0]
+    boxes = _values(REGISTRY.get("det-l"), [Call("find", crop, ("circle",))])[0]
     assert len(boxes) == 1
     x0, y0, x1, y1 = boxes[0]
     assert abs(x0 - 9) <= 1 and abs(y0 - 10) <= 1 and abs(x1 - 43) <= 1 and abs(y1 - 44) <= 1
@@ -72,8 +81,10 @@ def test_attribute_models_name_easy_objects(name: str) -> None:
         crop = SCENE.image[y0:y1, x0:x1]
         calls += [Call("query", crop, ("What colour is it?",)), Call("query", crop, ("what shape?",)),
                   Call("verify_property", crop, ("object", o.colour))]
-    assert attr.infer(calls) == ["green", "circle", True, "yellow", "square", True,
-                                 "orange", "circle", True]
+    outputs = attr.infer(calls)
+    assert [o.value for o in outputs] == ["green", "circle", True, "yellow", "square", True,
+                                          "orange", "circle", True]
+    assert all((o.usage.confidence or 0.0) > 0.5 for o in outputs)  # easy objects: the model is sure
 
 
 @pytest.mark.parametrize("function", ["find", "exists", "count", "verify_property", "query"])
@@ -107,11 +118,11 @@ def test_unknown_names_raise() -> None:
 
 def test_empty_crops_get_negative_answers() -> None:
     empty = SCENE.image[5:5, 0:10]
-    assert REGISTRY.get("det-s").infer([Call("find", empty, ("circle",)),
-                                        Call("count", empty, ("object",)),
-                                        Call("exists", empty, ("square",))]) == [[], 0, False]
-    assert REGISTRY.get("attr-l").infer([Call("verify_property", empty, ("x", "red"))]) == [False]
-    assert REGISTRY.get("vqa-mono").infer([Call("query", empty, ("is it?",))]) == ["no"]
+    assert _values(REGISTRY.get("det-s"), [Call("find", empty, ("circle",)),
+                                           Call("count", empty, ("object",)),
+                                           Call("exists", empty, ("square",))]) == [[], 0, False]
+    assert _values(REGISTRY.get("attr-l"), [Call("verify_property", empty, ("x", "red"))]) == [False]
+    assert _values(REGISTRY.get("vqa-mono"), [Call("query", empty, ("is it?",))]) == ["no"]
 
 
 def test_monolithic_answers_yes_or_no() -> None:
@@ -119,7 +130,7 @@ def test_monolithic_answers_yes_or_no() -> None:
 
     mono = REGISTRY.get("vqa-mono")
     calls = [Call("query", generate_scene(s).image, (q.question,)) for s in range(4) for q in DEMO_QUERIES]
-    assert set(mono.infer(calls)) <= {"yes", "no"}
+    assert set(_values(mono, calls)) <= {"yes", "no"}
 
 
 def test_fact_tables() -> None:
@@ -127,8 +138,10 @@ def test_fact_tables() -> None:
     questions = ["How many sides does a triangle have?", "how many sides has a triangle",
                  "What color do you get by mixing red and yellow", "What is the capital of France?"]
     calls = [Call("llm_query", None, (q,)) for q in questions]
-    assert exact.infer(calls) == ["3", "unknown", "orange", "unknown"]
-    assert overlap.infer(calls) == ["3", "3", "orange", "unknown"]
+    assert _values(exact, calls) == ["3", "unknown", "orange", "unknown"]
+    outputs = overlap.infer(calls)
+    assert [o.value for o in outputs] == ["3", "3", "orange", "unknown"]
+    assert [o.usage.flops for o in outputs] == [overlap.flops(c) for c in calls]
     assert exact.flops(calls[0]) < overlap.flops(calls[0])
     with pytest.raises(ValueError, match="serves only llm_query"):
         exact.infer([Call("query", None, ("x",))])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from policy_store.errors import LearnerError
-from policy_store.learners import Example, LearnerConfig, load_learner, make_learner
-from policy_store.learners.paper import PaperLearner, ResNet18
+from policy_store.learners import Example, LearnerConfig, item_features, load_learner, make_learner
+from policy_store.learners.paper import PaperLearner, ResNet18, pixels
 
 ARMS = {"find@2:4": ["small", "large"], "verify@3:8": ["small", "mid", "large"]}
 COSTS = {"small": 0.1, "mid": 0.4, "large": 1.0}
@@ -28,22 +28,29 @@ def _params(learner: PaperLearner, site: str) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in learner._site(site).net.parameters()])
 
 
-def test_featurize_resizes_to_flat_unit_pixels() -> None:
+def test_pixels_resizes_to_flat_unit_pixels() -> None:
     img = np.zeros((48, 64, 3), dtype=np.uint8)
     img[..., 0] = 255
-    x = PaperLearner.featurize(img, 16)
+    x = pixels(img, 16)
     assert x.shape == (3 * 16 * 16,) and x.dtype == np.float32
     assert np.allclose(x[:256], 1.0) and np.allclose(x[256:], 0.0)  # channels first
     with pytest.raises(LearnerError, match=r"\(H, W, 3\)"):
-        PaperLearner.featurize(np.zeros((8, 8)), 16)
+        pixels(np.zeros((8, 8)), 16)
+
+
+def test_item_features_are_the_pixels_at_the_configured_size() -> None:
+    learner = make_learner("paper", SMALL, ARMS, COSTS)
+    image = _image(np.random.default_rng(2), True)
+    x = item_features(learner, image)
+    assert np.array_equal(x, pixels(image, SMALL.paper_input)) and x.shape == (learner.feature_dim,)
 
 
 def test_choose_returns_a_candidate_with_a_propensity() -> None:
     learner = make_learner("paper", SMALL, ARMS, COSTS)
-    assert learner.feature_kind == "pixels"  # type: ignore[attr-defined]
+    assert learner.feature_kind == "pixels"
     rng = np.random.default_rng(0)
     for _ in range(6):
-        x = PaperLearner.featurize(_image(rng, bool(rng.random() < 0.5)), 32)
+        x = pixels(_image(rng, bool(rng.random() < 0.5)), 32)
         for site, candidates in ARMS.items():
             choice = learner.choose(site, x, rng)
             assert choice.backend in candidates
@@ -56,7 +63,7 @@ def test_sigma_is_the_gradient_norm_weighted_by_u_and_drives_the_noise() -> None
     cfg = TINY.model_copy(update={"n_propensity_samples": 8, "lam": 0.5})
     learner = make_learner("paper", cfg, ARMS, COSTS)
     assert isinstance(learner, PaperLearner)
-    x = PaperLearner.featurize(_image(np.random.default_rng(1), True), 16)
+    x = pixels(_image(np.random.default_rng(1), True), 16)
     site = "verify@3:8"
     net = learner._site(site).net
 
@@ -114,7 +121,7 @@ def test_reinforce_learns_which_arm_each_kind_of_image_needs() -> None:
         examples, right = [], 0
         for j in range(64):
             bright = bool(rng.random() < 0.5)
-            x = PaperLearner.featurize(_image(rng, bright, 32), 32)
+            x = pixels(_image(rng, bright, 32), 32)
             choice = learner.choose("s", x, rng)
             ok = (choice.backend == "a0") == bright
             right += ok
@@ -132,7 +139,7 @@ def test_buffer_trains_every_period_items_and_skips_sites_that_did_not_run() -> 
     learner = make_learner("paper", cfg, ARMS, COSTS)
     assert isinstance(learner, PaperLearner)
     rng = np.random.default_rng(3)
-    xs = [PaperLearner.featurize(_image(rng, i % 2 == 0), 16) for i in range(5)]
+    xs = [pixels(_image(rng, i % 2 == 0), 16) for i in range(5)]
     find0, verify0 = _params(learner, "find@2:4"), _params(learner, "verify@3:8")
 
     def ran(i: int) -> list[Example]:  # only find@2:4 runs; no item_id: keyed by pixels
@@ -160,7 +167,7 @@ def test_round_trip_keeps_weights_u_optimiser_and_buffer() -> None:
     cfg = TINY.model_copy(update={"paper_period": 3, "paper_batch": 2, "paper_epochs": 1})
     learner = make_learner("paper", cfg, ARMS, COSTS)
     rng = np.random.default_rng(4)
-    xs = [PaperLearner.featurize(_image(rng, i % 2 == 0), 16) for i in range(5)]
+    xs = [pixels(_image(rng, i % 2 == 0), 16) for i in range(5)]
     examples = [Example(site, ARMS[site][i % 2], x, -float(i % 2), 0.5, 0.1, item_id=str(i))
                 for i, x in enumerate(xs) for site in ARMS]
     learner.update(examples[:8])  # 4 items: one REINFORCE step, one item pending
@@ -191,7 +198,7 @@ def test_unknown_call_site_and_bad_features_raise() -> None:
     x = np.zeros(3 * 16 * 16, dtype=np.float32)
     with pytest.raises(LearnerError, match="unknown call site 'x@1:1'"):
         learner.choose("x@1:1", x, np.random.default_rng(0))
-    with pytest.raises(LearnerError, match="featurize"):
+    with pytest.raises(LearnerError, match="item_features"):
         learner.choose("find@2:4", np.zeros(24), np.random.default_rng(0))
     with pytest.raises(LearnerError, match="not a candidate"):
         learner.update([Example("find@2:4", "mid", x, 0.0, 1.0, 0.4)])

@@ -18,7 +18,7 @@ CFG = LearnerConfig(fn_weight=5.0, fp_weight=1.0)
     [
         (True, "yes"), (False, "no"), (np.bool_(True), "yes"), (None, None),
         ("  Yes. ", "yes"), ("TRUE", "yes"), ("false!", "no"), ("Red car?", "red car"),
-        ("", ""),
+        ("", ""), ("Yes!", "yes"), ("Maybe?! ", "maybe"), (" n/a. ", "N/A"), ("N/A", "N/A"),
     ],
 )
 def test_normalise_answer(value: object, expected: str | None) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from policy_store.errors import LearnerError
-from policy_store.learners import LEARNERS, Example, LearnerConfig, load_learner, make_learner
+from policy_store.learners import (
+    LEARNERS,
+    Example,
+    Learner,
+    LearnerConfig,
+    item_features,
+    learner_class,
+    load_learner,
+    make_learner,
+)
 
 ARMS = {"find@2:4": ["small", "mid", "large"], "verify@3:8": ["small", "large"]}
 COSTS = {"small": 0.1, "mid": 0.4, "large": 1.0}
@@ -17,13 +25,13 @@ CFG = LearnerConfig(
 
 
 
-def _feat(learner: object, x: np.ndarray) -> np.ndarray:
+def _feat(learner: Learner, x: np.ndarray) -> np.ndarray:
     """x as the learner wants it: pixel learners (the paper's) get an image coloured by x."""
-    if getattr(learner, "feature_kind", None) != "pixels":
+    if learner.feature_kind != "pixels":
         return x
     image = np.full((40, 40, 3), (x + 1.0) * 127.5, dtype=np.uint8)
     image[::4] = 255 - image[::4]  # some structure, not a flat colour
-    return learner.featurize(image, CFG.paper_input)  # type: ignore[attr-defined]
+    return item_features(learner, image)
 
 
 def _examples(rng: np.random.Generator, learner: object) -> list[Example]:
@@ -116,3 +124,30 @@ def test_config_is_strict() -> None:
         LearnerConfig(lamda=1.0)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="greater than 0"):
         LearnerConfig(noise_var=0.0)
+
+
+def test_registry_resolves_lazily_to_classes_with_a_feature_kind() -> None:
+    for name in LEARNERS:
+        cls = learner_class(name)
+        assert cls.name == name
+        assert cls.feature_kind == ("pixels" if name == "paper" else "embedding")
+
+
+def test_item_features_of_embedding_learners_are_the_image_embedding() -> None:
+    from modules.embedding import DIM, embed
+
+    image = np.random.default_rng(4).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    for name in ("thompson", "thompson-shared", "cheapest", "fixed"):
+        x = item_features(make_learner(name, CFG, ARMS, COSTS), image)
+        assert x.dtype == np.float64 and x.shape == (DIM,)
+        assert np.array_equal(x, embed(image))
+
+
+def test_importing_the_learners_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, policy_store.learners, policy_store.rewards; "
+            "policy_store.learners.learner_class('thompson'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -6,19 +6,20 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from modules.program import program_id_of
 from policy_store import (
     AlreadyLearnedError,
     BackendCost,
     CallSiteInfo,
     IngestBatch,
-    IngestDecision,
     IngestError,
-    IngestRow,
     PolicyStore,
     QueryError,
     UnknownVersionError,
 )
+from storage.records import DecisionRecord, ResultRow
 
 TABLES = {"programs", "call_sites", "backends", "policy_versions", "results", "decisions",
           "labels", "label_errors", "learned_batches"}
@@ -32,17 +33,24 @@ def store(tmp_path: Path) -> PolicyStore:
     return s
 
 
-def _decision(site: str, backend: str, flops: float, calls: int = 1) -> IngestDecision:
-    return IngestDecision(site, "exists", backend, 0.5, calls, flops, 10.0, 2.0, 0.01)
+def _decision(site: str, backend: str, flops: float, calls: int = 1) -> DecisionRecord:
+    return DecisionRecord(call_site=site, function="exists", backend=backend, propensity=0.5,
+                          calls=calls, flops=flops, params=10.0, wall_ms=2.0, price=0.01)
 
 
-def _batch(batch: str = "b1", rows: list[IngestRow] | None = None) -> IngestBatch:
+def _row(item_id: str, status: str, answer: bool | str | None, error: str | None,
+         decisions: list[DecisionRecord]) -> ResultRow:
+    return ResultRow(item_id=item_id, status=status, answer=answer, error=error, features=[],
+                     decisions=decisions)
+
+
+def _batch(batch: str = "b1", rows: list[ResultRow] | None = None) -> IngestBatch:
     rows = rows if rows is not None else [
-        IngestRow("a", "ok", True, None, [_decision("c1", "small", 100.0),
-                                          _decision("c2", "large", 1000.0, calls=2)]),
-        IngestRow("b", "ok", "No.", None, [_decision("c1", "small", 100.0)]),
-        IngestRow("c", "ok", True, None, [_decision("c1", "large", 500.0)]),
-        IngestRow("d", "failed", None, "timeout", []),  # failed before any call
+        _row("a", "ok", True, None, [_decision("c1", "small", 100.0),
+                                     _decision("c2", "large", 1000.0, calls=2)]),
+        _row("b", "ok", "No.", None, [_decision("c1", "small", 100.0)]),
+        _row("c", "ok", True, None, [_decision("c1", "large", 500.0)]),
+        _row("d", "failed", None, "timeout", []),  # failed before any call
     ]
     labels: dict[str, str | bool] = {"a": "yes", "b": True, "d": False, "zz": True, "aa": "no"}
     return IngestBatch("s1", "thompson", batch, 1, "prog", rows, labels)
@@ -71,7 +79,7 @@ def test_register_program_is_idempotent(store: PolicyStore) -> None:
     src = "a = exists(image, 'cat')\n"
     sites = [CallSiteInfo("c2", "verify_property", 3, 1), CallSiteInfo("c1", "exists", 1, 4)]
     pid = store.register_program("q1", src, sites)
-    assert pid == hashlib.sha256(src.encode()).hexdigest()[:16]
+    assert pid == hashlib.sha256(src.encode()).hexdigest()[:16] == program_id_of(src)  # the one program id
     assert store.register_program("q1", src, sites) == pid
     assert _count(store, "programs") == 1
     assert [c.call_site for c in store.call_sites(pid)] == ["c1", "c2"]
@@ -126,7 +134,7 @@ def test_ingest_twice_does_not_duplicate(store: PolicyStore) -> None:
     assert [e[0] for e in errs] == ["aa", "zz"]
     assert "no result for it in batch 'b1'" in errs[1][1]
     # A smaller re-ingest replaces the batch rather than merging with it.
-    store.ingest_batch(_batch(rows=[IngestRow("a", "ok", True, None, [])]))
+    store.ingest_batch(_batch(rows=[_row("a", "ok", True, None, [])]))
     assert (_count(store, "results"), _count(store, "decisions")) == (1, 0)
 
 
@@ -161,12 +169,15 @@ def test_ledger_by_batch_and_backend(store: PolicyStore) -> None:
 
 
 def test_ingest_rejects_malformed_batches(store: PolicyStore) -> None:
-    dup = [IngestRow("a", "ok", True, None, []), IngestRow("a", "ok", False, None, [])]
+    dup = [_row("a", "ok", True, None, []), _row("a", "ok", False, None, [])]
     with pytest.raises(IngestError, match="batch 'b1': item 'a' appears twice"):
         store.ingest_batch(_batch(rows=dup))
-    bad = [IngestRow("a", "ok", True, None, [IngestDecision("c1", "f", "x", 0.0, 1, 1, 1, 1, 0)])]
-    with pytest.raises(IngestError, match="item 'a', call site 'c1': propensity 0.0"):
-        store.ingest_batch(_batch(rows=bad))
+    twice = [_row("a", "ok", True, None, [_decision("c1", "small", 1.0), _decision("c1", "small", 2.0)])]
+    with pytest.raises(IngestError, match="item 'a', call site 'c1': listed twice"):
+        store.ingest_batch(_batch(rows=twice))
+    with pytest.raises(ValidationError, match="propensity"):  # the record itself refuses it
+        DecisionRecord(call_site="c1", function="f", backend="x", propensity=0.0, calls=1, flops=1,
+                       params=1, wall_ms=1, price=0)
     assert _count(store, "results") == 0
 
 

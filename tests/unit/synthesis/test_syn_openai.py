@@ -110,18 +110,104 @@ def test_the_api_key_comes_from_the_environment_and_is_sent(monkeypatch: pytest.
     assert server.requests[0]["headers"]["authorization"] == "Bearer sk-test"
 
 
-def test_the_api_key_can_come_from_a_prefect_secret_block(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_api_key_comes_from_the_argument_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMP_TEST_KEY", "sk-env")
+    assert resolve_api_key("explicit", "FMP_TEST_KEY") == "explicit"
+    assert resolve_api_key(None, "FMP_TEST_KEY") == "sk-env"
+    assert resolve_api_key(None, "FMP_UNSET_KEY") is None
+    assert resolve_api_key(None, None) is None
+
+
+def _stored_secrets(monkeypatch: pytest.MonkeyPatch, stored: dict[str, str]) -> list[str]:
+    """Prefect's Secret.load answering from ``stored``; returns the names asked for."""
     from prefect.blocks.system import Secret
 
-    class _Stored:
-        def get(self) -> str:
-            return "sk-from-block"
+    asked: list[str] = []
 
-    monkeypatch.setattr(Secret, "load", classmethod(lambda cls, name: _Stored() if name == "llm-key" else None))
+    class _Stored:
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+        def get(self) -> str:
+            return self.value
+
+    def load(cls, name: str) -> _Stored:
+        asked.append(name)
+        if name not in stored:
+            raise ValueError(f"Unable to find block document named {name}")
+        return _Stored(stored[name])
+
+    monkeypatch.setattr(Secret, "load", classmethod(load))
+    return asked
+
+
+def test_the_flows_load_a_prefect_secret_block_when_the_variable_is_unset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.secrets import api_key_for, synthesizer_api_key
+
+    asked = _stored_secrets(monkeypatch, {"llm-key": "sk-from-block"})
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert resolve_api_key(None, "OPENAI_API_KEY", "llm-key") == "sk-from-block"
-    assert resolve_api_key("explicit", "OPENAI_API_KEY", "llm-key") == "explicit"
-    assert resolve_api_key(None, "OPENAI_API_KEY", None) is None
+    assert api_key_for("OPENAI_API_KEY", "llm-key") == "sk-from-block"
+    assert api_key_for("OPENAI_API_KEY", None) is None
+    with pytest.raises(LLMError, match="Prefect Secret block 'nope' cannot be loaded"):
+        api_key_for("OPENAI_API_KEY", "nope")
+    monkeypatch.setenv("FMP_LLM_SECRET_BLOCK", "llm-key")
+    assert synthesizer_api_key("openai") == "sk-from-block"
+    assert synthesizer_api_key("grammar") is None
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")  # the variable wins; the block is not read
+    asked.clear()
+    assert api_key_for("OPENAI_API_KEY", "llm-key") is None and synthesizer_api_key("openai") is None
+    assert asked == []
+
+
+def test_the_synthesizer_and_the_openai_backend_send_the_key_from_the_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.secrets import synthesizer_api_key, with_api_keys
+    from modules.catalog import FakeSpec, OpenAISpec
+    from modules.registry import Registry
+    from modules.synthesis import make_synthesizer
+
+    _stored_secrets(monkeypatch, {"llm-key": "sk-from-block"})
+    monkeypatch.delenv("FMP_TEST_UNSET", raising=False)
+    monkeypatch.setenv("FMP_LLM_SECRET_BLOCK", "llm-key")
+    monkeypatch.setenv("FMP_LLM_API_KEY_ENV", "FMP_TEST_UNSET")
+    with ReplayChatServer(["ok"]) as server:
+        writer = make_synthesizer("openai", model="m", base_url=server.url,
+                                  api_key=synthesizer_api_key("openai"))
+        writer.client.complete([{"role": "user", "content": "x"}])  # type: ignore[attr-defined]
+    assert server.requests[0]["headers"]["authorization"] == "Bearer sk-from-block"
+
+    spec = OpenAISpec(name="vlm", functions=["query"], base_url="http://localhost:1/v1", model="m",
+                      api_key_env="FMP_TEST_UNSET", secret_block="llm-key")
+    fake = FakeSpec(name="fake", functions=["query"])
+    plain = Registry([fake, spec.model_copy(update={"secret_block": None})])
+    assert with_api_keys(plain) is plain  # nothing to load
+    keyed = with_api_keys(Registry([fake, spec]))
+    vlm = keyed.spec("vlm")
+    assert isinstance(vlm, OpenAISpec) and vlm.api_key is not None
+    assert vlm.api_key.get_secret_value() == "sk-from-block" and "sk-from-block" not in repr(vlm)
+    from modules.backends.openai_compat import OpenAIBackend
+
+    backend = OpenAIBackend(vlm)
+    backend.setup()
+    assert backend._client.api_key == "sk-from-block"
+
+
+def test_only_modules_tasks_imports_prefect_in_modules() -> None:
+    import ast
+    from pathlib import Path
+
+    import modules
+
+    root = Path(modules.__file__).parent
+    importers = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "prefect" or n.startswith("prefect.") for n in names):
+                importers.append(path.relative_to(root).as_posix())
+    assert sorted(set(importers)) == ["tasks.py"]
 
 
 def test_a_base_url_without_a_scheme_is_rejected() -> None:

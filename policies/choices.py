@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 
-from flows.policies import PolicyRouter, arms_for, build_learner, policy_spec, unit_costs
 from modules.program import Program
 from modules.registry import Registry
+from policies.pinned import pin
 from policy_store.learners.config import LearnerConfig
 from policy_store.records import PolicyVersion
 from storage.records import ResultRow
@@ -23,17 +23,14 @@ def made_choices(rows: list[ResultRow]) -> Shares:
 
 
 def replayed_choices(registry: Registry, program: Program, policy: str, version: PolicyVersion,
-                     key: str, rows: list[ResultRow]) -> Shares:
+                     stream: str, batch: str, rows: list[ResultRow]) -> Shares:
     """What ``version`` would choose on the same executed (item, call site) pairs.
 
-    Routing is seeded by ``key``, item and call site exactly as a batch run would be, so
-    the counts are what the next batch would see on these items.
+    Routing is seeded by (stream, batch, policy, version), item and call site exactly as a
+    batch run would be, so the counts are what the next batch would see on these items.
     """
-    spec = policy_spec(policy)
     config = LearnerConfig.model_validate_json(version.config_json)
-    arms = arms_for(program, registry, spec)
-    learner = build_learner(spec, config, arms, unit_costs(registry, arms, program), version)
-    router = PolicyRouter(learner, key, config.seed)
+    router = pin(registry, program, policy, version, config.lam, config.seed).router(stream, batch)
     sites = {s.id: s for s in program.call_sites}
     counts: Shares = Counter()
     for row in rows:

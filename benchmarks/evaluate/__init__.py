@@ -1,0 +1,40 @@
+"""Every policy on a Track S benchmark, side by side: ``python -m benchmarks.evaluate``.
+
+Streams every query of a benchmark (``--benchmark binary|openform``, ``--queries FILE``,
+``--seed N``) through the fmp runtime — the program interpreter, the lockstep batch
+executor, the trained backends and the learners of ``policy_store.learners`` — batch by
+batch, with labels fed back after each batch (optionally ``--label-delay`` batches later,
+for a ``--label-rate`` sample of items), exactly as the ``stream_batch`` and
+``ingest_feedback`` flows do, but in one process without Prefect and without the object
+store and DuckDB ledger, so that a λ sweep over eleven policies fits on a laptop. (The flows
+themselves are exercised by ``make demo`` and the integration tests.)
+
+Every backend call is computed once and shared by all policies (``counterfactual``): a
+policy is charged what its calls cost when computed (FLOPs, parameters, wall ms, price),
+plus its own compute (the image embedding and the posterior sampling of the fmp learners;
+the ResNet forward, gradient and REINFORCE passes of the paper's learner).
+
+Policies (``--policies``): ``monolithic`` (one image+question model), ``cheapest``,
+``largest``, ``random``, ``static`` (the best single configuration per query in
+hindsight, by coordinate descent on the objective), ``routing`` (per item, the whole
+program on its cheapest or its largest configuration, chosen by a contextual bandit: the
+paper's "LLM routing" baseline), ``paper`` (the paper's learner: a ResNet-18 per call site,
+gradient Thompson sampling, REINFORCE), ``learned`` (fmp's per-call-site Thompson
+sampling), ``fmp`` (fmp's shared-model Thompson sampling, warm-started across queries),
+``fmp-budget`` (the same, holding a cost budget per item by adjusting λ online) and
+``oracle`` (per item, the cheapest run that answers right: the physical limit).
+
+Objective: loss + λ·cost per item, cost in monolithic calls (FLOPs ÷ one monolithic call);
+loss 0 when right, 5 for a missed positive and 1 for a false positive (binary), 1 when wrong
+(open-form). Writes ``.fmp/eval-<benchmark>.json`` and ``.fmp/eval-<benchmark>-pareto.png``.
+
+Modules, one concern each:
+
+- ``harness``: the item streams, the evaluation context and settings, and running a
+  learner over a stream batch by batch with the shared call cache and delayed labels;
+- ``runners``: the eleven policies and ``RUNNERS``, the table of policy names → runners;
+  ``run_query`` runs a table's policies (every λ of the λ-dependent ones) on one stream;
+- ``summary``: quality (F1 or exact match), per-policy rows, the λ sweep and the table;
+- ``plot``: the Pareto PNG (matplotlib is imported there only, when a plot is drawn);
+- ``cli``: the argument parser, ``evaluate(args)`` and ``main``; ``__main__`` runs it.
+"""

@@ -1,0 +1,237 @@
+"""The harness: one query's item stream, the evaluation context, and running a learner
+over a stream batch by batch (the shared call cache, delayed and sampled labels, shadow
+runs), charging every item what its calls and the policy's own compute cost."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from benchmarks.counterfactual import CallCache, cached_round_runner, call_key, shadow_run
+from benchmarks.queryset import BenchQuery, QuerySet
+from benchmarks.sampling import Plan, draw_stream
+from modules import embedding
+from modules.answers import normalise_answer
+from modules.executor import BatchExecutor, GroupRequest, GroupResult, ItemInput, ItemOutcome
+from modules.program import Program, parse_program
+from modules.registry import Registry
+from policies.routing import PolicyRouter
+from policy_store.learners.base import Example, Learner
+from policy_store.learners.config import LearnerConfig
+from policy_store.learners.features import item_features
+from policy_store.rewards import item_loss, split_reward
+
+#: Embedding, plus one posterior draw per candidate (d² multiply-adds, d = 25).
+FMP_DECISION_FLOPS = 3 * 2 * 25 * 25
+
+
+@dataclass
+class ItemResult:
+    """One item under one policy."""
+
+    query: str
+    difficulty: str
+    label: Any
+    answer: Any
+    right: bool
+    loss: float
+    flops: float  # backend calls
+    policy_flops: float  # the policy's own compute
+    params: float
+    wall_ms: float
+    price: float
+    decisions: int
+
+
+@dataclass
+class Stream:
+    """One query's items, in stream order, with their embeddings, labels and difficulties."""
+
+    query: BenchQuery
+    program: Program
+    ids: list[str]
+    images: list[np.ndarray]
+    features: list[np.ndarray]
+    labels: list[Any]
+    difficulties: list[str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How items stream and labels return, and the policies' own knobs."""
+
+    seed: int = 0
+    batch_size: int = 64  # items per batch; labels return per batch
+    label_delay: int = 0  # labels arrive this many batches late
+    label_rate: float = 1.0  # share of items whose label arrives
+    budget: float = 0.02  # fmp-budget: cost per item to hold, in monolithic calls
+    shadow: float = 0.25  # fmp learners: share of items with shadow runs of cheaper backends
+    paper_width: int = 16  # paper learner: ResNet-18 base width
+    paper_input: int = 64  # paper learner: input side in pixels
+
+
+@dataclass
+class Context:
+    """What every policy of an evaluation shares: the query set, the backends, the
+    monolithic model (the cost unit), the settings and the call cache."""
+
+    qs: QuerySet
+    registry: Registry
+    mono: str
+    mono_flops: float
+    settings: Settings
+    cache: CallCache
+    shared: dict[Any, Any] = field(default_factory=dict)  # learners carried across queries
+    decision_us: dict[str, list[float]] = field(default_factory=dict)
+
+
+# -- items ---------------------------------------------------------------------------------
+def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: dict[str, str]) -> Stream:
+    plan = Plan(scenes=scenes, seed=seed, batch_size=scenes)
+    drawn = [d for batch in draw_stream(qs, query, plan, facts) for d in batch]
+    images = [d.item.image for d in drawn]
+    return Stream(query, parse_program(query.program), [f"{query.id}/{d.index:05d}" for d in drawn],
+                  images, [embedding.embed(im).astype(np.float64) for im in images],
+                  [d.answer for d in drawn], [d.item.difficulty for d in drawn])
+
+
+def is_right(answer: Any, label: Any, answer_type: str) -> bool:
+    if answer is None:
+        return False
+    if answer_type == "bool":
+        return answer is label or answer == label
+    return normalise_answer(str(answer)) == normalise_answer(str(label))
+
+
+def learner_config(ctx: Context, lam: float, **extra: Any) -> LearnerConfig:
+    return LearnerConfig(lam=lam, seed=ctx.settings.seed, **extra)
+
+
+# -- running a learner over a stream ---------------------------------------------------------
+def _result(stream: Stream, k: int, outcome: ItemOutcome, ctx: Context, config: LearnerConfig,
+            policy_flops: float) -> ItemResult:
+    t = outcome.decisions
+    answer = outcome.answer if outcome.status == "ok" else None
+    label = stream.labels[k]
+    return ItemResult(stream.query.id, stream.difficulties[k], label, answer,
+                      is_right(answer, label, ctx.qs.answer_type),
+                      item_loss(answer, label, ctx.qs.answer_type, config),
+                      sum(x.flops for x in t), policy_flops, sum(x.params for x in t),
+                      sum(x.wall_ms for x in t), sum(x.price for x in t),
+                      len(t))
+
+
+def _features(learner: Learner, stream: Stream, k: int) -> np.ndarray:
+    """Item ``k``'s features for ``learner`` (the stream's embedding, computed once, when
+    the learner reads the embedding)."""
+    if learner.feature_kind == "embedding":
+        return stream.features[k]
+    return item_features(learner, stream.images[k])
+
+
+def _decision_flops(learner: Learner, sites: list[str]) -> float:
+    """The learner's own compute for one item's decisions."""
+    if learner.feature_kind == "pixels":  # the paper's: a forward and a gradient pass per arm per decision
+        flops: float = sum(learner.decision_flops(s) for s in sites)  # type: ignore[attr-defined]
+        return flops
+    if learner.name.startswith("thompson"):
+        return embedding.FLOPS + len(sites) * FMP_DECISION_FLOPS
+    return 0.0
+
+
+def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, config: LearnerConfig,
+                program: Program | None = None,
+                on_batch: Callable[[list[ItemResult]], None] | None = None,
+                shadow: float = 0.0) -> list[ItemResult]:
+    """Stream the items batch by batch; feed labels back (delayed, sampled) after each batch.
+
+    ``shadow``: share of items on which, for every call site that ran on a backend other
+    than its cheapest, the program is run again with that site on each cheaper backend
+    (the other sites as chosen); what those shadow runs would have answered becomes extra
+    labelled examples for the cheaper arms, and their calls (those the item's own run did
+    not already make) are charged to the policy.
+    """
+    settings = ctx.settings
+    program = program or stream.program
+    free: set[tuple[Any, ...]] = set()
+    inner = cached_round_runner(ctx.cache)
+
+    def runner(requests: list[GroupRequest]) -> list[GroupResult]:
+        for req in requests:
+            free.update(call_key(req.backend, c) for c in req.calls)
+        return inner(requests)
+
+    shadow_key = zlib.crc32(f"shadow/{name}/{stream.query.id}".encode())
+    shadow_rng = np.random.default_rng([settings.seed, shadow_key])
+    times = ctx.decision_us.setdefault(name, [])
+    router = PolicyRouter(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
+    rng = np.random.default_rng([settings.seed, zlib.crc32(f"labels/{name}".encode())])
+    out: list[ItemResult] = []
+    waiting: list[list[Example]] = []
+    for start in range(0, len(stream.ids), settings.batch_size):
+        ks = range(start, min(start + settings.batch_size, len(stream.ids)))
+        feats = {k: _features(learner, stream, k) for k in ks}
+        outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type).run(
+            [ItemInput(stream.ids[k], stream.images[k], feats[k]) for k in ks])
+        batch = [_result(stream, k, o, ctx, config,
+                         _decision_flops(learner, [d.call_site for d in o.decisions]))
+                 for k, o in zip(ks, outcomes, strict=True)]
+        out += batch
+        shadows = _shadow(learner, stream, ks, outcomes, batch, ctx, program, free, shadow_rng, shadow)
+        free.clear()
+        examples = []
+        for k, o, r in zip(ks, outcomes, batch, strict=True):
+            if rng.random() >= settings.label_rate:
+                continue  # this item's label never arrives
+            decisions = [(t.call_site, t.backend, t.flops / ctx.mono_flops, feats[k], t.propensity)
+                         for t in o.decisions]
+            examples += [replace(e, item_id=stream.ids[k]) for e in split_reward(decisions, r.loss)]
+            for site, backend, calls, answer in shadows.get(k, []):
+                loss = item_loss(answer, stream.labels[k], ctx.qs.answer_type, config)
+                cost = learner.costs[backend] * calls
+                examples.append(Example(site, backend, feats[k], -loss / len(decisions), 1.0, cost,
+                                        stream.ids[k]))
+        waiting.append(examples)
+        if len(waiting) > settings.label_delay:
+            before = _training_flops(learner)
+            learner.update(waiting.pop(0))
+            train = _training_flops(learner) - before
+            if train:  # training compute is the policy's cost too, spread over the batch
+                for r in batch:
+                    r.policy_flops += train / len(batch)
+        if on_batch:
+            on_batch(batch)
+    return out
+
+
+def _shadow(learner: Learner, stream: Stream, ks: range, outcomes: list[ItemOutcome],
+            batch: list[ItemResult], ctx: Context, program: Program, free: set[tuple[Any, ...]],
+            rng: np.random.Generator, rate: float) -> dict[int, list[tuple[str, str, int, Any]]]:
+    """Shadow runs of a sample of the batch: per item, (site, cheaper backend, calls, answer)."""
+    out: dict[int, list[tuple[str, str, int, Any]]] = {}
+    if rate <= 0:
+        return out
+    for k, o, r in zip(ks, outcomes, batch, strict=True):
+        if rng.random() >= rate or o.status != "ok":
+            continue
+        chosen = {t.call_site: t.backend for t in o.decisions}
+        fallback = {site: names[-1] for site, names in learner.arms.items()}
+        for t in o.decisions:
+            names = learner.arms[t.call_site]
+            if t.backend == names[0]:
+                continue
+            for cheaper in names[: names.index(t.backend)]:
+                answer, flops = shadow_run(program, stream.images[k], {**chosen, t.call_site: cheaper},
+                                           fallback, ctx.cache, free)
+                r.policy_flops += flops
+                out.setdefault(k, []).append((t.call_site, cheaper, t.calls, answer))
+    return out
+
+
+def _training_flops(learner: Learner) -> float:
+    """Cumulative FLOPs a learner spent training itself (the paper's learner counts them)."""
+    return float(learner.training_flops()) if hasattr(learner, "training_flops") else 0.0

@@ -1,0 +1,1 @@
+"""The program runtime: parser, interpreter, batch executor, backend catalog, registry and backends."""
