@@ -67,16 +67,16 @@ def answers(program: Program, scenes: list[Scene], registry: Registry) -> list[o
 
 def measure(name: str, query: Query, scenes: list[Scene], registry: Registry, reference: list[object]) -> Row:
     truth = [query.truth(s) for s in scenes]
-    ref_correct = sum(a == t for a, t in zip(reference, truth))
+    ref_correct = sum(a == t for a, t in zip(reference, truth, strict=True))
     try:
         result = synthesize(query.question, make_synthesizer(name))
     except SynthesisError as exc:
         first_line = str(exc).splitlines()[0]
         return Row(name, query.query_id, None, 0, len(scenes), ref_correct, 0, first_line[:100])
     mine = answers(result.program, scenes, registry)
-    agree = sum(a == b for a, b in zip(reference, mine))
+    agree = sum(a == b for a, b in zip(reference, mine, strict=True))
     return Row(name, query.query_id, result.source == query.program, agree, len(scenes), ref_correct,
-               sum(a == t for a, t in zip(mine, truth)))
+               sum(a == t for a, t in zip(mine, truth, strict=True)))
 
 
 def configured_synthesizers(requested: list[str] | None) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.queryset import QuerySet
-from benchmarks.sampling import draw_item
+from benchmarks.sampling import Want, draw_item
 from benchmarks.scenes import DIFFICULTIES, SHAPES
 from benchmarks.signs import SIGN_WORDS, render_item
 from benchmarks.truth import FACTS_FILE, HIDDEN, NA, VISIBLE
@@ -84,7 +84,8 @@ def ocr_cases(n_per: int, seed: int) -> list[Case]:
 #: (stored wording, light rewording, other words) of every fact-table question family.
 PHRASINGS: tuple[tuple[str, str, str], ...] = (
     ("How many sides does a {} have?", "How many sides has a {} got?", "Count the edges of a {}."),
-    ("How many corners does a {} have?", "How many corners has a {} got?", "How many vertices does a {} have?"),
+    ("How many corners does a {} have?", "How many corners has a {} got?",
+     "How many vertices does a {} have?"),
     ("What is the sum of the interior angles of a {} in degrees?",
      "What is the sum of the angles of a {} in degrees?", "What do the angles of a {} add up to in degrees?"),
     ("Is {} a primary colour?", "Is {} a primary color?", "Is {} one of the primary colours?"),
@@ -118,11 +119,16 @@ def knowledge_cases_from(table: dict[str, str]) -> list[Case]:
             args = _fill(family[0], question)
             if args is None:
                 continue
-            for difficulty, wording in zip(DIFFICULTIES, family):
+            for difficulty, wording in zip(DIFFICULTIES, family, strict=True):
                 cases.append(Case(Call("llm_query", None, (wording.format(*args),)), answer, difficulty))
             break
     cases += [Case(Call("llm_query", None, (q,)), "unknown", "hard") for q in UNANSWERABLE]
     return cases
+
+
+def _is(value: bool) -> Want:
+    """The wanted-answer test ``answer is value``."""
+    return lambda a: a is value
 
 
 def vqa_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str]) -> list[Case]:
@@ -133,7 +139,7 @@ def vqa_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str]) ->
         for k in range(per_query):
             positive = k % 2 == 0
             hint = query.positive[k % len(query.positive)] if positive else None
-            item, *_ = draw_item(qs, query, hint, (lambda a, p=positive: a is p), rng, facts)
+            item, *_ = draw_item(qs, query, hint, _is(positive), rng, facts)
             cases.append(Case(Call("query", item.image, (query.question,)),
                               "yes" if positive else "no", item.difficulty))
     return cases
@@ -147,7 +153,8 @@ def vqa_open_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str
         for k in range(per_query):
             kind = k % 3
             hint = (query.positive[k % len(query.positive)] if kind == 0 else
-                    query.distractors[k % len(query.distractors)] if kind == 1 and query.distractors else None)
+                    query.distractors[k % len(query.distractors)] if kind == 1 and query.distractors
+                    else None)
             want = ((lambda a: a != NA) if kind == 0 else (lambda a: a == NA) if hint is not None
                     else (lambda a: True))
             item, _, _, answer, _ = draw_item(qs, query, hint, want, rng, facts)
@@ -156,4 +163,5 @@ def vqa_open_cases(qs: QuerySet, per_query: int, seed: int, facts: dict[str, str
 
 
 def load_table() -> dict[str, str]:
-    return json.loads(FACTS_FILE.read_text())
+    table: dict[str, str] = json.loads(FACTS_FILE.read_text())
+    return table

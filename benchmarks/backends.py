@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from benchmarks.queryset import QuerySet, default_queryset, load_queryset
 from benchmarks.scenes import DIFFICULTIES
 from benchmarks.truth import NA, load_facts
 from modules.answers import normalise_answer
-from modules.backends.base import Call, Output
+from modules.backends.base import Output
 from modules.catalog import DEFAULT_CATALOG, BackendSpec, load_catalog
 from modules.registry import Registry
 from policies.costs import monolithic_backend, unit_flops
@@ -72,7 +73,7 @@ def monolithic_name(registry: Registry) -> str:
     return monolithic_backend(registry, BENCH_MONO if spec is not None and spec.baseline_only else None)
 
 
-def score(answer: Any, expected: Any) -> bool:
+def score(answer: object, expected: object) -> bool:
     if isinstance(expected, str):
         return normalise_answer(str(answer)) == normalise_answer(expected)
     return answer == expected
@@ -90,7 +91,7 @@ def measure(registry: Registry, name: str, cases: list[tasks.Case]) -> dict[str,
     answers = [o.value for o in outputs]
     flops = float(np.mean([o.usage.flops for o in outputs]))
     hits: dict[str, list[bool]] = defaultdict(list)
-    for case, answer in zip(cases, answers):
+    for case, answer in zip(cases, answers, strict=True):
         hits[case.difficulty].append(score(answer, case.expected))
     acc = {d: float(np.mean(hits[d])) if hits[d] else None for d in DIFFICULTIES}
     acc["all"] = float(np.mean([h for v in hits.values() for h in v]))
@@ -102,12 +103,13 @@ def build_cases(args: argparse.Namespace, binary: QuerySet, openform: QuerySet,
                 needed: set[str] | None = None) -> dict[str, list[tasks.Case]]:
     """The test sets (only those in ``needed``, when given: drawing them takes time)."""
     facts = load_facts()
-    build = {"detection": lambda: tasks.detection_cases(args.scenes, args.seed),
-             "attributes": lambda: tasks.attribute_cases(args.scenes, args.seed),  # cheap calls: a full set
-             "ocr": lambda: tasks.ocr_cases(args.scenes, args.seed),
-             "knowledge": lambda: tasks.knowledge_cases_from(tasks.load_table()),
-             "vqa": lambda: tasks.vqa_cases(binary, args.vqa_per_query, args.seed, facts),
-             "vqa-open": lambda: tasks.vqa_open_cases(openform, args.vqa_per_query, args.seed, facts)}
+    build: dict[str, Callable[[], list[tasks.Case]]] = {
+        "detection": lambda: tasks.detection_cases(args.scenes, args.seed),
+        "attributes": lambda: tasks.attribute_cases(args.scenes, args.seed),  # cheap calls: a full set
+        "ocr": lambda: tasks.ocr_cases(args.scenes, args.seed),
+        "knowledge": lambda: tasks.knowledge_cases_from(tasks.load_table()),
+        "vqa": lambda: tasks.vqa_cases(binary, args.vqa_per_query, args.seed, facts),
+        "vqa-open": lambda: tasks.vqa_open_cases(openform, args.vqa_per_query, args.seed, facts)}
     return {k: f() for k, f in build.items() if needed is None or k in needed}
 
 
@@ -129,6 +131,7 @@ def strip_early_exits(source: str) -> str:
     """The program without top-level guards ``if <...exists/count/find...>: return <constant>``."""
     tree = ast.parse(source)
     fn = tree.body[0]
+    assert isinstance(fn, ast.FunctionDef), "a program is one function definition"
 
     def is_guard(node: ast.stmt) -> bool:
         calls = {n.func.id for n in ast.walk(node.test) if isinstance(n, ast.Call)
@@ -161,7 +164,8 @@ def run_programs(registry: Registry, qs: QuerySet, per_query: int, seed: int) ->
         for k in range(per_query):
             if qs.answer_type == "bool":
                 want, hint = (lambda a: a is True, _pick(query.positive, rng)) if k % 3 == 0 else \
-                    (lambda a: a is False, _pick(query.near_misses, rng) if query.near_misses and k % 3 == 1 else None)
+                    (lambda a: a is False,
+                     _pick(query.near_misses, rng) if query.near_misses and k % 3 == 1 else None)
             else:
                 want, hint = (lambda a: a != NA, _pick(query.positive, rng)) if k % 3 != 2 else \
                     (lambda a: a == NA, _pick(query.distractors, rng) if query.distractors else None)
@@ -180,7 +184,7 @@ def run_programs(registry: Registry, qs: QuerySet, per_query: int, seed: int) ->
                 strip_early_exits(query.program) if no_exit else query.program
             ex = BatchExecutor(parse_program(source), router, local_round_runner(registry), qs.answer_type)
             out = ex.run([ItemInput(f"i{i}", it.image, np.zeros(1)) for i, it, _ in mine])
-            outcomes += [(it, a, o) for (_, it, a), o in zip(mine, out)]
+            outcomes += [(it, a, o) for (_, it, a), o in zip(mine, out, strict=True)]
         wall = (time.perf_counter() - start) * 1000 / len(outcomes)
         rows.append(_plan_row(plan, qs, outcomes, wall))
     return rows
@@ -224,7 +228,7 @@ def backend_table(rows: list[dict[str, Any]]) -> str:
 
 
 def program_table(bench: str, rows: list[dict[str, Any]]) -> str:
-    metric = "f1" if f"f1_all" in rows[0] else "em"
+    metric = "f1" if "f1_all" in rows[0] else "em"
     lines = [f"{bench}: {rows[0]['items']} items, {metric.upper()} % by difficulty",
              f"{'plan':24} {'GFLOPs/item':>11} {'params/item':>11} {'ms/item':>8} "
              f"{'easy':>5} {'med':>5} {'hard':>5} {'all':>5} failed"]

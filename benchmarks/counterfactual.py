@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +34,14 @@ from modules.executor import GroupRequest, GroupResult, RoundRunner
 from modules.interpreter import Interpreter, Limits
 from modules.program import Program
 from modules.registry import Registry
+
+#: A call's cache key: (backend, function, args, image shape or None, pixel digest).
+CallKey = tuple[str, str, tuple[str, ...], tuple[int, ...] | None, bytes]
+#: A run's (FLOPs, params, wall ms, price).
+Totals = tuple[float, float, float, float]
+#: Where a replay stopped: ("done", answer, totals), ("fork", site, totals) or ("need", backend, call).
+Replay = (tuple[Literal["done"], Any, Totals] | tuple[Literal["fork"], str, Totals]
+          | tuple[Literal["need"], str, Call])
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class Answered:
         return replace(self, output=replace(self.output, usage=replace(self.output.usage, cached=True)))
 
 
-def call_key(backend: str, call: Call) -> tuple:
+def call_key(backend: str, call: Call) -> CallKey:
     img = call.image
     if img is None:
         return backend, call.function, call.args, None, b""
@@ -58,15 +66,44 @@ def call_key(backend: str, call: Call) -> tuple:
 
 @dataclass
 class CallCache:
-    """Answers by (backend, function, args, pixels); counts what was computed vs reused."""
+    """Answers by (backend, function, args, pixels); counts what was computed vs reused.
+
+    ``preload`` adds answers computed earlier (a stored call table); ``fresh`` lists, in
+    order, the keys this cache computed itself since ``clear``. Pixel digests of views of a
+    read-only image are kept per (image, offset, shape, strides) until ``clear``: the
+    harness's items are read-only, and a call's patch is a view of its item.
+    """
 
     registry: Registry
-    answers: dict[tuple, Answered] = field(default_factory=dict)
+    answers: dict[CallKey, Answered] = field(default_factory=dict)
     computed: int = 0
     reused: int = 0
+    loaded: int = 0
+    fresh: list[CallKey] = field(default_factory=list)
+    remember_digests: bool = True
+    _digests: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], bytes] = field(default_factory=dict)
+    _roots: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def key(self, backend: str, call: Call) -> CallKey:
+        """``call_key(backend, call)``, the pixel digest remembered for read-only images."""
+        img = call.image
+        if img is None:
+            return backend, call.function, call.args, None, b""
+        root = img
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if root.flags.writeable or not self.remember_digests:
+            return call_key(backend, call)
+        where = (id(root), img.__array_interface__["data"][0], img.shape, img.strides)
+        pix = self._digests.get(where)
+        if pix is None:
+            pix = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
+            self._digests[where] = pix
+            self._roots[id(root)] = root  # alive while its digests are kept: ids stay unique
+        return backend, call.function, call.args, img.shape, pix
 
     def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
-        keys = [call_key(backend, c) for c in calls]
+        keys = [self.key(backend, c) for c in calls]
         hits = [k in self.answers for k in keys]
         missing = {k: c for k, c, hit in zip(keys, calls, hits, strict=True) if not hit}
         self.reused += len(keys) - len(missing)
@@ -77,9 +114,18 @@ class CallCache:
 
     def peek(self, backend: str, call: Call) -> Answered | None:
         """The cached answer, or None (never computes)."""
-        return self.answers.get(call_key(backend, call))
+        return self.answers.get(self.key(backend, call))
 
-    def _compute(self, name: str, keys: list[tuple], calls: list[Call]) -> None:
+    def preload(self, answers: dict[CallKey, Answered]) -> int:
+        """Add answers computed earlier (those not already here); returns how many were added."""
+        before = len(self.answers)
+        for key, got in answers.items():
+            self.answers.setdefault(key, got)
+        added = len(self.answers) - before
+        self.loaded += added
+        return added
+
+    def _compute(self, name: str, keys: list[CallKey], calls: list[Call]) -> None:
         backend = self.registry.get(name)
         start = time.perf_counter()
         outputs = [Output(o.value.at(name), o.usage) if isinstance(o.value, CallFailure) else o
@@ -88,9 +134,13 @@ class CallCache:
         self.computed += len(calls)
         for key, out in zip(keys, outputs, strict=True):
             self.answers[key] = Answered(out, wall / len(calls))
+        self.fresh.extend(keys)
 
     def clear(self) -> None:
         self.answers.clear()
+        self.fresh.clear()
+        self._digests.clear()
+        self._roots.clear()
 
 
 def cached_round_runner(cache: CallCache) -> RoundRunner:
@@ -127,7 +177,8 @@ class _Search:
     def __init__(self, arms: dict[str, list[str]], is_right: Callable[[Any], bool]) -> None:
         self.arms, self.is_right = arms, is_right
         self.tie = itertools.count()
-        self.heap: list[tuple[float, int, dict[str, str], tuple | None]] = [(0.0, next(self.tie), {}, None)]
+        self.heap: list[tuple[float, int, dict[str, str], tuple[Any, Totals] | None]] = [
+            (0.0, next(self.tie), {}, None)]
         self.current: dict[str, str] | None = None
         self.best_wrong: OracleRun | None = None
         self.result: OracleRun | None = None
@@ -146,13 +197,13 @@ def oracle_runs(program: Program, images: list[np.ndarray], arms: dict[str, list
     """
     searches = [_Search(arms, f) for f in is_right]
     while True:
-        wanted: dict[str, dict[tuple, Call]] = defaultdict(dict)
+        wanted: dict[str, dict[CallKey, Call]] = defaultdict(dict)
         for i, search in enumerate(searches):
             while search.result is None:
                 need = _step(program, images[i], search, cache, limits, max_expansions)
                 if need is not None:
                     backend, call = need
-                    wanted[backend][call_key(backend, call)] = call
+                    wanted[backend][cache.key(backend, call)] = call
                     break
         if not wanted:
             return [s.result for s in searches]  # type: ignore[misc]
@@ -203,7 +254,7 @@ def _largest_run(program: Program, image: np.ndarray, search: _Search, cache: Ca
 
 
 def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cache: CallCache,
-            limits: Limits) -> tuple:
+            limits: Limits) -> Replay:
     """Run the program with ``assignment`` from cached answers until it ends ("done", answer,
     totals), reaches a call site it has no backend for ("fork", site, totals), or needs a call
     not in the cache ("need", backend, call); totals = (FLOPs, params, wall ms, price)."""
@@ -216,7 +267,7 @@ def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cac
             site = pending.site.id
             if site not in assignment:
                 gen.close()
-                return "fork", site, tuple(totals)
+                return "fork", site, _totals(totals)
             got = cache.peek(assignment[site], pending.call)
             if got is None:
                 gen.close()
@@ -228,35 +279,49 @@ def _replay(program: Program, image: np.ndarray, assignment: dict[str, str], cac
             totals[3] += usage.price
             if isinstance(got.output.value, CallFailure):
                 gen.close()
-                return "done", None, tuple(totals)
+                return "done", None, _totals(totals)
             value = got.output.value
     except StopIteration as stop:
-        return "done", stop.value, tuple(totals)
+        return "done", stop.value, _totals(totals)
     except (FmpModuleError, RecursionError):
-        return "done", None, tuple(totals)
+        return "done", None, _totals(totals)
+
+
+def _totals(sums: list[float]) -> Totals:
+    flops, params, wall_ms, price = sums
+    return flops, params, wall_ms, price
 
 
 # -- shadow runs -----------------------------------------------------------------------------
 def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
-               cache: CallCache, free: set[tuple], limits: Limits = Limits()) -> tuple[Any, float]:
+               cache: CallCache, free: set[CallKey], limits: Limits = Limits()) -> tuple[Any, float]:
     """Run the program once more with ``assignment`` (sites it lacks take ``fallback``).
 
     Returns the answer (None if the run failed) and the FLOPs of the calls it had to make:
     calls whose key is in ``free`` (answered for the item's own run) cost nothing, as a
-    shadow run reuses the outputs of the calls it shares with the run it shadows.
+    shadow run reuses the outputs of the calls it shares with the run it shadows; every
+    other call is charged once (its key then joins ``free``), whether or not the cache
+    already holds its answer: what a policy pays never depends on which policies ran
+    before it, or on a stored call table.
     """
-    plan = dict(assignment)
     charged = 0.0
-    while True:
-        outcome = _replay(program, image, plan, cache, limits)
-        if outcome[0] == "need":
-            _, backend, call = outcome
-            key = call_key(backend, call)
-            got = cache.get_many(backend, [call])[0]
+    gen = Interpreter(program, image, limits).run()
+    value: Any = None
+    try:
+        while True:
+            pending = gen.send(value)
+            site = pending.site.id
+            backend = assignment.get(site) or fallback[site]
+            key = cache.key(backend, pending.call)
+            got = cache.get_many(backend, [pending.call])[0]
             if key not in free:
                 charged += got.output.usage.flops
                 free.add(key)
-        elif outcome[0] == "fork":
-            plan[outcome[1]] = fallback[outcome[1]]
-        else:
-            return outcome[1], charged
+            if isinstance(got.output.value, CallFailure):
+                gen.close()
+                return None, charged
+            value = got.output.value
+    except StopIteration as stop:
+        return stop.value, charged
+    except (FmpModuleError, RecursionError):
+        return None, charged

@@ -60,17 +60,23 @@ def publish_stream(store: ObjectStore, stream: str, query: Query, plan: StreamPl
     rng = np.random.default_rng([plan.seed, *query.query_id.encode()])
     ids = []
     for b in range(plan.n_batches):
-        bid = batch_id(b)
-        items, labels = [], []
-        for i in range(plan.batch_size):
-            positive = bool(rng.random() < plan.positive_rate)
-            scene = sample_scene(query, positive, rng, plan.near_miss_rate)
-            item_id = f"{bid}-{i:04d}"
-            meta = {"seed": scene.seed, "difficulty": scene.difficulty}
-            items.append((ManifestItem(item_id=item_id, image=image_relative(item_id), meta=meta),
-                          encode_png(scene.image)))
-            labels.append(Label(item_id=item_id, answer=positive))
-        batches.write_batch(store, stream, bid, items)
-        batches.write_labels(store, stream, bid, labels)
-        ids.append(bid)
+        ids.append(publish_batch(store, stream, query, batch_id(b), plan, rng))
     return ids
+
+
+def publish_batch(store: ObjectStore, stream: str, query: Query, bid: str, plan: StreamPlan,
+                  rng: np.random.Generator) -> str:
+    """Write one batch of ``plan.batch_size`` scenes drawn from ``rng`` (images, then
+    manifest) and its labels; returns ``bid``."""
+    items, labels = [], []
+    for i in range(plan.batch_size):
+        positive = bool(rng.random() < plan.positive_rate)
+        scene = sample_scene(query, positive, rng, plan.near_miss_rate)
+        item_id = f"{bid}-{i:04d}"
+        meta = {"seed": scene.seed, "difficulty": scene.difficulty}
+        items.append((ManifestItem(item_id=item_id, image=image_relative(item_id), meta=meta),
+                      encode_png(scene.image)))
+        labels.append(Label(item_id=item_id, answer=positive))
+    batches.write_batch(store, stream, bid, items)
+    batches.write_labels(store, stream, bid, labels)
+    return bid

@@ -59,8 +59,10 @@ class Drawn:
 Want = Callable[[bool | str], bool]
 
 
-def draw_item(qs: QuerySet, query: BenchQuery, hint: Hint | None, want: Want,
-              rng: np.random.Generator, facts: dict[str, str]) -> tuple[SignedScene, tuple, str | None, bool | str, int]:
+def draw_item(
+    qs: QuerySet, query: BenchQuery, hint: Hint | None, want: Want, rng: np.random.Generator,
+    facts: dict[str, str],
+) -> tuple[SignedScene, tuple[tuple[str, str], ...], str | None, bool | str, int]:
     """A scene whose answer satisfies ``want`` (rejection sampling).
 
     Raises:

@@ -103,7 +103,8 @@ class Scene:
 def shape_mask(shape: str, size: int) -> np.ndarray:
     """Boolean ``size``x``size`` raster of a shape (pixel centres inside the outline)."""
     c = np.arange(size, dtype=np.float32) + 0.5
-    yy, xx = c[:, None], c[None, :]
+    yy: np.ndarray = c[:, None]
+    xx: np.ndarray = c[None, :]
     half = size / 2.0
     if shape == "circle":
         return (xx - half) ** 2 + (yy - half) ** 2 <= half * half
@@ -226,7 +227,9 @@ def _finish(rng: np.random.Generator, img: np.ndarray, k: _Knobs) -> np.ndarray:
     """Camera effects: blur, brightness, colour cast, sensor noise."""
     if rng.random() < k.p_blur:
         pad = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        img = sum(pad[dy:dy + SIZE, dx:dx + SIZE] for dy in range(3) for dx in range(3)) / 9.0
+        blurred = sum(pad[dy:dy + SIZE, dx:dx + SIZE] for dy in range(3) for dx in range(3))
+        assert isinstance(blurred, np.ndarray)  # nine windows: never sum()'s empty 0
+        img = blurred / 9.0
     img = img * rng.uniform(1 - k.brightness, 1 + k.brightness)
     img = img + rng.uniform(-k.cast, k.cast, size=3).astype(np.float32)
     img = img + rng.normal(0.0, k.noise, size=img.shape).astype(np.float32)

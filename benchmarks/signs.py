@@ -110,7 +110,7 @@ def draw_sign(scene: Scene, text: str, seed: int) -> SignedScene:
     rng = np.random.default_rng([seed, 0x5167])
     size = int(rng.integers(k.font[0], k.font[1] + 1))
     font = _font(size)
-    x0, y0, x1, y1 = font.getbbox(text)
+    x0, y0, x1, y1 = map(int, font.getbbox(text))  # whole pixels already; Pillow annotates floats
     pad = max(2, size // 4)
     w, h = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
     spot = _free_spot(rng, w, h, [o.box for o in scene.objects])
@@ -123,10 +123,12 @@ def draw_sign(scene: Scene, text: str, seed: int) -> SignedScene:
     draw = ImageDraw.Draw(tile)
     draw.rectangle([0, 0, w - 1, h - 1], outline=max(0, panel - 90))
     draw.text((pad - x0, pad - y0), text, font=font, fill=ink)
-    pixels = np.asarray(tile, dtype=np.float32)
+    pixels: np.ndarray = np.asarray(tile, dtype=np.float32)
     if rng.random() < k.p_blur:
         padded = np.pad(pixels, 1, mode="edge")
-        pixels = sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+        blurred = sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+        assert isinstance(blurred, np.ndarray)  # nine windows: never sum()'s empty 0
+        pixels = blurred / 9.0
     rgb = pixels[:, :, None] + rng.uniform(-k.cast, k.cast, size=3).astype(np.float32)
     rgb = rgb + rng.normal(0.0, k.noise, size=(h, w, 3)).astype(np.float32)
     image = scene.image.copy()

@@ -136,7 +136,8 @@ def describe(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.streams", description=__doc__.split("\n")[0])
     p.add_argument("--benchmark", choices=["binary", "openform", "all"], default="all")
-    p.add_argument("--queries", type=Path, help="query-set file (default: benchmarks/querysets/<benchmark>.yaml)")
+    p.add_argument("--queries", type=Path,
+                   help="query-set file (default: benchmarks/querysets/<benchmark>.yaml)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenes", type=int, help="scenes per query (default: the query set's)")
     p.add_argument("--query", action="append", help="only this query id (repeatable)")

@@ -17,14 +17,24 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.queryset import QuerySet
 from benchmarks.scenes import COLOURS, DIFFICULTIES, SHAPES, Scene, generate_scene, shape_mask
 from modules.backends.base import Call
-from modules.backends.vision import ARCHITECTURES, TorchVisionBackend, encode_question, to_batch
+from modules.backends.vision import (
+    ARCHITECTURES,
+    MonoVQA,
+    OpenVQA,
+    TorchVisionBackend,
+    encode_question,
+    to_batch,
+)
 from modules.catalog import WEIGHTS_DIR, TorchVisionSpec, load_catalog
 
 BENCH_CATALOG = WEIGHTS_DIR.parent / "catalogs" / "benchmark.yaml"
@@ -51,6 +61,60 @@ PLANS: dict[str, Plan] = {
     "vqa-xl": Plan(576, 32, 2e-3, phases=((32, 400), (64, 160), (128, 16))),
 }
 XL_QUESTIONS = 4  # questions asked per image per step (its own query + random others)
+
+#: Per held-out slice (difficulty), whether each answer was right; keyed by metric.
+Scores = dict[str, dict[str, list[bool]]]
+
+
+class SegSet(TypedDict):
+    """Detector training scenes."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) 0 background, 1 + shape index
+
+
+class AttrSet(TypedDict):
+    """Object crops with their colour and shape indices."""
+
+    crops: list[np.ndarray]
+    colours: list[int]
+    shapes: list[int]
+
+
+class HeldAttrSet(AttrSet):
+    """Held-out crops, with each crop's scene difficulty."""
+
+    diffs: list[str]
+
+
+class MonoSet(TypedDict):
+    """``mono_set``'s yes/no examples over the demo queries."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) 0 background, 1 + shape index
+    colours: np.ndarray  # (N, H, W) 0 background, 1 + colour index
+    questions: torch.Tensor  # (N, D) each example's own question
+    truth: torch.Tensor  # (N, queries) every demo query's answer on the scene
+    own: torch.Tensor  # (N,) the example's query index
+    query_vectors: torch.Tensor  # (queries, 1, D)
+    labels: torch.Tensor  # (N,) the own query's answer
+    diffs: list[str]
+    qids: list[str]
+
+
+class XLSet(TypedDict):
+    """``xl_set``'s scenes with every benchmark question's answer index."""
+
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    masks: torch.Tensor  # (N, H, W)
+    colours: torch.Tensor  # (N, H, W)
+    signs: torch.Tensor  # (N,) 0 no sign, 1 + sign-word index
+    labels: torch.Tensor  # (N, questions) answer index, -1 where ambiguous
+    own: torch.Tensor  # (N,) the question the scene was drawn for
+    diffs: list[str]
+    questions: list[str]
+    binary: torch.Tensor  # (questions,) bool
+    prior: NotRequired[dict[int, str]]  # question index -> commonest training answer
 
 
 def scenes(n: int, base: int) -> list[Scene]:
@@ -85,13 +149,13 @@ def _fit(model: torch.nn.Module, plan: Plan, n: int, loss_fn: Callable[[torch.Te
                   flush=True)
             running = 0.0
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         opt.step()
         sched.step()
     model.eval()
 
 
-def train_segdet(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+def train_segdet(spec: TorchVisionSpec, data: SegSet, plan: Plan) -> torch.nn.Module:
     s = spec.input_size
     x = resize_all(data["images"], s)
     y = F.interpolate(torch.from_numpy(data["masks"])[:, None].float(), size=(s, s),
@@ -128,7 +192,7 @@ def object_crops(scene_list: list[Scene], rng: np.random.Generator | None
     return crops, colours, shapes, diffs
 
 
-def train_attr(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+def train_attr(spec: TorchVisionSpec, data: AttrSet, plan: Plan) -> torch.nn.Module:
     x = to_batch(data["crops"], spec.input_size)
     yc, ys = torch.tensor(data["colours"]), torch.tensor(data["shapes"])
     model = ARCHITECTURES["attr"](width=spec.width)
@@ -141,18 +205,23 @@ def train_attr(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module
     return model
 
 
-def train_mono(spec: TorchVisionSpec, data: dict, plan: Plan) -> torch.nn.Module:
+def train_mono(spec: TorchVisionSpec, data: MonoSet, plan: Plan) -> torch.nn.Module:
     """Yes/no loss plus an auxiliary per-pixel shape/colour loss (dense signal, faster learning)."""
     model = ARCHITECTURES["mono"](width=spec.width)
+    assert isinstance(model, MonoVQA)
     qs, truth, own = data["query_vectors"], data["truth"], data["own"]
     for n, (size, steps) in enumerate(plan.phases or ((spec.input_size, plan.steps),)):
         phase = Plan(steps, plan.batch, plan.lr / (1 + n))  # later (finer) phases fine-tune
         x = resize_all(data["images"], size)
-        shape_t, colour_t = (F.interpolate(torch.from_numpy(data[key])[:, None].float(), size=size // 4,
-                                           mode="nearest-exact")[:, 0].long() for key in ("masks", "colours"))
+        shape_t, colour_t = (F.interpolate(torch.from_numpy(a)[:, None].float(), size=size // 4,
+                                           mode="nearest-exact")[:, 0].long()
+                             for a in (data["masks"], data["colours"]))
         weight = torch.tensor([0.3] + [1.0] * 3), torch.tensor([0.3] + [1.0] * 6)
 
-        def loss(i: torch.Tensor) -> torch.Tensor:
+        # this phase's tensors bound as defaults: the loss is only called within the phase
+        def loss(i: torch.Tensor, x: torch.Tensor = x, shape_t: torch.Tensor = shape_t,
+                 colour_t: torch.Tensor = colour_t,
+                 weight: tuple[torch.Tensor, torch.Tensor] = weight) -> torch.Tensor:
             # Every image answers every demo question: one trunk pass, one cheap head per question.
             h = model.trunk(x[i])
             dense = model.aux(h)
@@ -179,7 +248,7 @@ def colour_map(scene: Scene) -> np.ndarray:
     return out
 
 
-def mono_set(n_per_query: int, base: int) -> dict:
+def mono_set(n_per_query: int, base: int) -> MonoSet:
     """Balanced yes/no examples per demo query; negatives are mostly near misses."""
     from benchmarks.queries import DEMO_QUERIES
 
@@ -199,10 +268,15 @@ def mono_set(n_per_query: int, base: int) -> dict:
             if got[t] >= n_per_query:
                 continue
             got[t] += 1
-            images.append(sc.image); masks.append(sc.mask); colours.append(colour_map(sc))
-            truth.append([float(other.truth(sc)) for other in DEMO_QUERIES]); own.append(qi)
+            images.append(sc.image)
+            masks.append(sc.mask)
+            colours.append(colour_map(sc))
+            truth.append([float(other.truth(sc)) for other in DEMO_QUERIES])
+            own.append(qi)
             questions.append(encode_question(query.question))
-            labels.append(float(t)); diffs.append(sc.difficulty); qids.append(query.query_id)
+            labels.append(float(t))
+            diffs.append(sc.difficulty)
+            qids.append(query.query_id)
     return {"images": np.stack(images), "masks": np.stack(masks), "colours": np.stack(colours),
             "questions": torch.stack(questions), "truth": torch.tensor(truth), "own": torch.tensor(own),
             "query_vectors": torch.stack([encode_question(q.question) for q in DEMO_QUERIES])[:, None],
@@ -214,7 +288,7 @@ def _spec_strings(spec: object) -> set[str]:
     """Answer constants a truth spec can return (``pick`` values, ``else``, ``argmax_count``)."""
     out: set[str] = set()
     if isinstance(spec, dict):
-        for cond, value in spec.get("pick", []):
+        for _cond, value in spec.get("pick", []):
             out.add(str(value))
         if "pick" in spec:
             out.add(str(spec["else"]))
@@ -228,7 +302,7 @@ def _spec_strings(spec: object) -> set[str]:
     return out
 
 
-def answer_vocabulary(querysets: list, facts: dict[str, str]) -> list[str]:
+def answer_vocabulary(querysets: list[QuerySet], facts: dict[str, str]) -> list[str]:
     """Every answer either benchmark can produce (normalised): yes/no, N/A, colours, shapes,
     counts, sign words, fact-table answers and the truth specs' constants."""
     from benchmarks.scenes import MAX_OBJECTS
@@ -244,8 +318,8 @@ def answer_vocabulary(querysets: list, facts: dict[str, str]) -> list[str]:
     return sorted({normalise_answer(w) for w in words})
 
 
-def xl_set(per_query: int, seed: int, querysets: list, facts: dict[str, str],
-           vocab: list[str]) -> dict:
+def xl_set(per_query: int, seed: int, querysets: list[QuerySet], facts: dict[str, str],
+           vocab: list[str]) -> XLSet:
     """Scenes drawn by the benchmarks' own samplers, ``per_query`` per query, with the answer
     of EVERY benchmark question on every scene (-1 where the ground truth is ambiguous).
 
@@ -288,9 +362,13 @@ def xl_set(per_query: int, seed: int, querysets: list, facts: dict[str, str],
                     row.append(-1)
                     continue
                 row.append(index[("yes" if a else "no") if isinstance(a, bool) else a])
-            images.append(item.image); masks.append(item.scene.mask); colours.append(colour_map(item.scene))
+            images.append(item.image)
+            masks.append(item.scene.mask)
+            colours.append(colour_map(item.scene))
             signs.append(SIGN_WORDS.index(item.sign_text) + 1 if item.sign_text else 0)
-            labels.append(row); own.append(j); diffs.append(item.difficulty)
+            labels.append(row)
+            own.append(j)
+            diffs.append(item.difficulty)
     return {"images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
             "masks": torch.from_numpy(np.stack(masks)), "colours": torch.from_numpy(np.stack(colours)),
             "signs": torch.tensor(signs), "labels": torch.tensor(labels), "own": torch.tensor(own),
@@ -298,7 +376,7 @@ def xl_set(per_query: int, seed: int, querysets: list, facts: dict[str, str],
             "binary": torch.tensor([qs.answer_type == "bool" for qs, _ in questions])}
 
 
-def xl_answer_sets(data: dict, vocab: list[str]) -> dict[str, list[str]]:
+def xl_answer_sets(data: XLSet, vocab: list[str]) -> dict[str, list[str]]:
     """Per question, the answers it was trained with: yes/no for binary questions, else every
     answer seen on the training scenes (decoding is restricted to them)."""
     sets = {}
@@ -311,7 +389,7 @@ def xl_answer_sets(data: dict, vocab: list[str]) -> dict[str, list[str]]:
     return sets
 
 
-def xl_label_weights(data: dict, n_answers: int) -> torch.Tensor:
+def xl_label_weights(data: XLSet, n_answers: int) -> torch.Tensor:
     """(questions, answers) loss weights against the answer prior: a binary question's yes and
     no weigh the same in total (its items are mostly "no"); an open question's answers by
     1/sqrt(frequency) (milder: exact match rewards the prior when in doubt). Mean weight 1."""
@@ -328,11 +406,13 @@ def xl_label_weights(data: dict, n_answers: int) -> torch.Tensor:
     return out
 
 
-def train_xl(spec: TorchVisionSpec, data: dict, plan: Plan, vocab: list[str],
+def train_xl(spec: TorchVisionSpec, data: XLSet, plan: Plan, vocab: list[str],
              answer_sets: dict[str, list[str]]) -> torch.nn.Module:
     """Answer loss over many questions per trunk pass, plus auxiliary shape/colour/sign losses."""
     model = ARCHITECTURES[spec.architecture](width=spec.width, n_answers=len(vocab))
-    model = model.to(memory_format=torch.channels_last)
+    assert isinstance(model, OpenVQA)
+    # Module.to converts in place and takes memory_format at run time; torch's overloads leave it out
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     qvec = torch.stack([encode_question(q) for q in data["questions"]])
     allowed = torch.zeros(len(data["questions"]), len(vocab), dtype=torch.bool)
     index = {a: i for i, a in enumerate(vocab)}
@@ -351,24 +431,27 @@ def train_xl(spec: TorchVisionSpec, data: dict, plan: Plan, vocab: list[str],
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             h, mid = model.trunk(x.contiguous(memory_format=torch.channels_last))
             # one trunk pass, one cheap head per question: the image's own query and random others
-            qs = torch.cat([own[i][:, None], torch.randint(0, n_q, (len(i), XL_QUESTIONS - 1), generator=gen)], 1)
+            others = torch.randint(0, n_q, (len(i), XL_QUESTIONS - 1), generator=gen)
+            qs = torch.cat([own[i][:, None], others], 1)
             y = labels[i[:, None], qs].reshape(-1)
             w = label_w[qs.reshape(-1), y.clamp(min=0)] * (y >= 0)
             logits = model.head(h.repeat_interleave(XL_QUESTIONS, 0), qvec[qs.reshape(-1)])
             logits = logits.masked_fill(~allowed[qs.reshape(-1)], -1e4)
             qa = (F.cross_entropy(logits, y.clamp(min=0), reduction="none") * w).sum() / w.sum().clamp(min=1)
-            shape_t, colour_t = (F.interpolate(data[key][i][:, None].float(), size=mid.shape[-1],
-                                               mode="nearest-exact")[:, 0].long() for key in ("masks", "colours"))
+            shape_t, colour_t = (F.interpolate(t[i][:, None].float(), size=mid.shape[-1],
+                                               mode="nearest-exact")[:, 0].long()
+                                 for t in (data["masks"], data["colours"]))
             dense = model.aux(mid)
             return (qa + 0.5 * F.cross_entropy(dense[:, :4], shape_t, weight=weight[0])
                     + 0.5 * F.cross_entropy(dense[:, 4:], colour_t, weight=weight[1])
                     + 0.3 * F.cross_entropy(model.sign_logits(h), data["signs"][i]))
 
         _fit(model, phase, len(data["own"]), loss, 5 + size)
-    return model.to(memory_format=torch.contiguous_format)
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return model
 
 
-def eval_xl(backend: TorchVisionBackend, data: dict, vocab: list[str]) -> dict[str, dict[str, list[bool]]]:
+def eval_xl(backend: TorchVisionBackend, data: XLSet, vocab: list[str]) -> Scores:
     """Each held-out scene asked its own query: yes/no accuracy (binary), exact match (open-form);
     ``*-prior`` is the most frequent training answer of the question (what no looking gives)."""
     images = data["images"].permute(0, 2, 3, 1).numpy()
@@ -376,9 +459,9 @@ def eval_xl(backend: TorchVisionBackend, data: dict, vocab: list[str]) -> dict[s
     calls = [Call("query", images[k], (data["questions"][j],)) for k, j in enumerate(own)]
     answers = [o.value for o in backend.infer(calls)]
     prior = data.get("prior", {})
-    out: dict[str, dict[str, list[bool]]] = {"binary yes/no": defaultdict(list), "open EM": defaultdict(list),
-                                             "open EM prior": defaultdict(list)}
-    for k, (j, a, d) in enumerate(zip(own, answers, data["diffs"])):
+    out: Scores = {"binary yes/no": defaultdict(list), "open EM": defaultdict(list),
+                   "open EM prior": defaultdict(list)}
+    for k, (j, a, d) in enumerate(zip(own, answers, data["diffs"], strict=True)):
         y = int(data["labels"][k, j])
         if y < 0:
             continue
@@ -394,13 +477,13 @@ def _table(hits: dict[str, list[bool]]) -> str:
     return "  ".join(f"{d}={np.mean(hits[d]):.3f}(n={len(hits[d])})" for d in DIFFICULTIES if hits[d])
 
 
-def eval_detector(backend: TorchVisionBackend, scene_list: list[Scene]) -> dict[str, dict[str, list[bool]]]:
+def eval_detector(backend: TorchVisionBackend, scene_list: list[Scene]) -> Scores:
     """Recall of visible objects (same shape, IoU >= 0.5) and per-shape count accuracy."""
     recall: dict[str, list[bool]] = defaultdict(list)
     counts: dict[str, list[bool]] = defaultdict(list)
     for sc in scene_list:
         found = [o.value for o in backend.infer([Call("find", sc.image, (s,)) for s in SHAPES])]
-        for shape, boxes in zip(SHAPES, found):
+        for shape, boxes in zip(SHAPES, found, strict=True):
             truth = [o for o in sc.visible_objects if o.shape == shape]
             counts[sc.difficulty].append(len(boxes) == len(truth))
             for o in truth:
@@ -416,7 +499,7 @@ def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / union if union else 0.0
 
 
-def eval_attr(backend: TorchVisionBackend, data: dict) -> dict[str, dict[str, list[bool]]]:
+def eval_attr(backend: TorchVisionBackend, data: HeldAttrSet) -> Scores:
     calls = [Call("query", c, ("what colour is this?",)) for c in data["crops"]]
     calls += [Call("query", c, ("what shape is this?",)) for c in data["crops"]]
     answers = [o.value for o in backend.infer(calls)]
@@ -429,17 +512,19 @@ def eval_attr(backend: TorchVisionBackend, data: dict) -> dict[str, dict[str, li
     return {"colour": colour, "shape": shape}
 
 
-def eval_mono(backend: TorchVisionBackend, data: dict, questions: dict[str, str]) -> dict[str, dict[str, list[bool]]]:
-    calls = [Call("query", img, (questions[qid],)) for img, qid in zip(data["images"], data["qids"])]
+def eval_mono(backend: TorchVisionBackend, data: MonoSet, questions: dict[str, str]) -> Scores:
+    calls = [Call("query", img, (questions[qid],))
+             for img, qid in zip(data["images"], data["qids"], strict=True)]
     answers = [o.value for o in backend.infer(calls)]
     acc: dict[str, list[bool]] = defaultdict(list)
-    for a, y, d in zip(answers, data["labels"].tolist(), data["diffs"]):
+    for a, y, d in zip(answers, data["labels"].tolist(), data["diffs"], strict=True):
         acc[d].append((a == "yes") == bool(y))
     return {"yes/no": acc}
 
 
 def save(model: torch.nn.Module, spec: TorchVisionSpec) -> None:
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous()
+             for k, v in model.state_dict().items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     torch.save(state, WEIGHTS_DIR / spec.weights)
 
@@ -450,7 +535,7 @@ def train_specs() -> list[TorchVisionSpec]:
 
 
 def _train_xl(spec: TorchVisionSpec, plan: Plan, per_query: int
-              ) -> tuple[torch.nn.Module, Callable[[TorchVisionBackend], dict]]:
+              ) -> tuple[torch.nn.Module, Callable[[TorchVisionBackend], Scores]]:
     """Draw the data, train, write the vocabulary JSON; the held-out evaluation to run."""
     from benchmarks.queryset import default_queryset, load_queryset
     from benchmarks.truth import load_facts
@@ -481,7 +566,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", help="backend names to train (default: all)")
     ap.add_argument("--scenes", type=int, default=3000, help="training scenes for detectors/attr")
     ap.add_argument("--mono-per-query", type=int, default=600, help="positives (=negatives) per query")
-    ap.add_argument("--xl-per-query", type=int, default=100, help="vqa-xl training scenes per benchmark query")
+    ap.add_argument("--xl-per-query", type=int, default=100,
+                    help="vqa-xl training scenes per benchmark query")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -490,16 +576,19 @@ def main(argv: list[str] | None = None) -> None:
     if any(s.architecture in ("segdet", "attr") for s in specs):
         train = scenes(args.scenes, TRAIN_SEED)
         held = scenes(400, EVAL_SEED)
-        seg = {"images": np.stack([s.image for s in train]), "masks": np.stack([s.mask for s in train])}
+        seg: SegSet = {"images": np.stack([s.image for s in train]),
+                       "masks": np.stack([s.mask for s in train])}
         crops, colours, shapes, _ = object_crops(train, np.random.default_rng(0))
-        attr = {"crops": crops, "colours": colours, "shapes": shapes}
+        attr: AttrSet = {"crops": crops, "colours": colours, "shapes": shapes}
         c, co, sh, di = object_crops(held, None)
-        attr_held = {"crops": c, "colours": co, "shapes": sh, "diffs": di}
+        attr_held: HeldAttrSet = {"crops": c, "colours": co, "shapes": sh, "diffs": di}
         print(f"data: {len(train)} scenes, {len(crops)} crops in {time.time() - t0:.1f}s", flush=True)
     for spec in specs:
         start = time.time()
         plan = PLANS[spec.name]
         torch.manual_seed(zlib.crc32(spec.name.encode()))  # per model: --only reproduces a full run
+        model: torch.nn.Module
+        evaluate: Callable[[TorchVisionBackend], Scores]
         if spec.architecture == "segdet":
             model, evaluate = train_segdet(spec, seg, plan), lambda b: eval_detector(b, held)
         elif spec.architecture == "attr":
@@ -513,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
             model = train_mono(spec, mono, plan)
             mono_held = mono_set(80, EVAL_SEED + 1_000_000)
             qs = {q.query_id: q.question for q in DEMO_QUERIES}
-            evaluate = lambda b: eval_mono(b, mono_held, qs)  # noqa: E731
+            evaluate = partial(eval_mono, data=mono_held, questions=qs)
         took = time.time() - start
         save(model, spec)
         backend = TorchVisionBackend(spec)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scenes import SceneObject
 from benchmarks.signs import SignedScene
 from modules.answers import NA as NA  # the benchmark code imports it from here
 from modules.answers import normalise_answer as normalise_answer
@@ -79,11 +80,12 @@ class Evaluator:
         self._own: Any = None
 
     # -- selectors -------------------------------------------------------------------------
-    def select(self, sel: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    def select(self, sel: dict[str, Any]) -> tuple[list[SceneObject], list[SceneObject]]:
         """(objects that surely match, objects that may match)."""
         if not isinstance(sel, dict):
             raise ValueError(f"selector must be a mapping, got {sel!r}")
-        sure, maybe = [], []
+        sure: list[SceneObject] = []
+        maybe: list[SceneObject] = []
         for obj, present in self.objects:
             m = self._match(obj, sel)
             if m == NO:
@@ -212,8 +214,11 @@ class Evaluator:
     def _argmax(self, s: dict[str, Any]) -> str:
         counts = {name: self._count({"count": sel}) for name, sel in s["argmax_count"].items()}
         top = max(counts.values())
-        winners = [n for n, c in counts.items() if c == top]
-        return winners[0] if len(winners) == 1 else s.get("tie", "same")
+        winners: list[str] = [n for n, c in counts.items() if c == top]
+        if len(winners) == 1:
+            return winners[0]
+        tie: str = s.get("tie", "same")
+        return tie
 
     def _require(self, s: dict[str, Any]) -> Any:
         if not self.eval(s["require"]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -80,11 +80,11 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
         inputs.append(ItemInput(item.item_id, image, item_features(learner, image)))
 
     outcomes = BatchExecutor(program, router, run_round, info.answer_type).run(inputs)
-    rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs)]
+    rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs, strict=True)]
     errors += [r.error for r in rows if r.error]
     batches.write_results(store, stream, policy, batch, rows + failed_rows,
                           policy_version=version, program_id=program.program_id,
-                          created_at=datetime.now(timezone.utc))
+                          created_at=datetime.now(UTC))
     return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
                         sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
 
@@ -93,8 +93,9 @@ def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersi
     """Read (never write) the latest policy version; none before the first feedback."""
     if not settings.database.exists():
         return None
-    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
-    return db.latest_version(stream, policy) if db.initialised() else None
+    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s, read_only=True)
+    with db.connection():  # one read-only connection for both questions
+        return db.latest_version(stream, policy) if db.initialised() else None
 
 
 def _row(outcome: ItemOutcome, features: np.ndarray, stream: str, batch: str) -> ResultRow:

@@ -7,9 +7,11 @@ policy store; re-ingesting a batch rewrites its ledger rows and never learns fro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from flows._batch import load_program
 from flows.settings import Settings
+from modules.program import Program
 from modules.registry import Registry
 from policies.learning import learn
 from policy_store.records import CallSiteInfo, IngestBatch
@@ -65,7 +67,7 @@ def ingest_batch(settings: Settings, store: ObjectStore, registry: Registry, db:
 
 
 def _learn(settings: Settings, registry: Registry, db: PolicyStore, stream: str, batch: str,
-           policy: str, program, answer_type: str, rows: list[ResultRow],
+           policy: str, program: Program, answer_type: Literal["bool", "str"], rows: list[ResultRow],
            labels: dict[str, bool | str]) -> int:
     latest = db.latest_version(stream, policy)
     pinned, n_examples = learn(registry, program, policy, latest, settings.lam, settings.seed,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypedDict
 
 from flows.settings import Settings
 from modules.registry import Registry
@@ -14,14 +17,37 @@ from storage.base import ObjectStore
 from storage.url import open_store
 
 
+class _Overrides(TypedDict, total=False):
+    """The settings a flow's parameters may override."""
+
+    storage_url: str
+    db_path: Path
+
+
 def settings_for(storage_url: str | None = None, db_path: str | None = None) -> Settings:
     """Settings from the environment, with flow parameters taking precedence."""
-    overrides = {}
+    overrides: _Overrides = {}
     if storage_url:
         overrides["storage_url"] = storage_url
     if db_path:
         overrides["db_path"] = Path(db_path)
     return Settings(**overrides)
+
+
+def limit_model_threads(threads: int) -> None:
+    """Run each model call's torch ops on ``threads`` CPU threads (``FMP_MODEL_THREADS``).
+
+    The catalog's models are small, so a call's ops are too short to share out: on a 2-core
+    machine that also runs the Prefect server, torch's default (one thread per core) spent
+    3-4x the CPU of one thread on the same calls and took 2-10x as long, varying run to run.
+    Before torch is imported the limit goes into ``OMP_NUM_THREADS`` (every thread, the
+    task runner's included, starts with it); afterwards into ``torch.set_num_threads``.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    elif torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=8)
@@ -38,6 +64,48 @@ def policy_store_for(settings: Settings) -> PolicyStore:
     db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
     db.init()
     return db
+
+
+#: Task run events the temporary server's recorder writes per transaction (Prefect's default: 1).
+RECORDER_BATCH = 100
+
+
+@contextmanager
+def in_process_runs() -> Iterator[None]:
+    """For flow runs started in the block, in this process and awaited by it: no heartbeats,
+    one API client for all of them, and, when there is no ``PREFECT_API_URL``, a temporary
+    server that records task runs in batches.
+
+    Prefect's heartbeat thread sleeps in whole seconds and every flow run joins it on exit,
+    so each run (a subflow too) took up to a second longer: an empty flow 1.1 s instead of
+    0.16 s. Heartbeats let the server notice a run whose process died; here the process
+    that waits for the run is the one that would die. Deployment runs keep them. Without a
+    client in context every run (and every API call made outside one, like
+    ``tag_flow_run``'s) builds its own, TLS context included: 0.16 s became 0.09 s. The
+    temporary server wrote each task run event in its own SQLite transaction, ~25 ms of
+    CPU per task run on the 2 cores the models use; in batches of ``RECORDER_BATCH`` (or
+    every 5 s, and when it stops) it spends a third of that.
+    """
+    from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE" not in os.environ:
+        # passed on to the temporary server this process starts (if it starts one)
+        updates["server.services.task_run_recorder.batch_size"] = RECORDER_BATCH
+    with temporary_settings(updates=updates), SyncClientContext.get_or_create():
+        yield
+
+
+@contextmanager
+def held_policy_store(settings: Settings) -> Iterator[PolicyStore]:
+    """The policy store with its schema, on one connection held for the block (one unit of
+    work, like a feedback run's ingest; see ``PolicyStore.connection``)."""
+    settings.database.parent.mkdir(parents=True, exist_ok=True)
+    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
+    with db.connection():
+        db.init()
+        yield db
 
 
 def quiet_teardown() -> None:

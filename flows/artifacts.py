@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TypedDict
 from uuid import UUID
 
 from policies.choices import Shares
@@ -41,9 +42,21 @@ def percent_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+class _SiteBackend(TypedDict):
+    """One (call site, backend)'s totals over a batch."""
+
+    call_site: str
+    function: str
+    backend: str
+    items: int
+    calls: int
+    flops: float
+    price_usd: float
+
+
 def batch_table(rows: list[ResultRow]) -> list[dict[str, object]]:
     """One row per (call site, backend): items routed, calls, FLOPs and price, in site order."""
-    groups: dict[tuple[str, str], dict[str, object]] = {}
+    groups: dict[tuple[str, str], _SiteBackend] = {}
     per_site: Counter[str] = Counter()
     for row in rows:
         for d in row.decisions:
@@ -93,7 +106,8 @@ def publish_batch_artifact(stream: str, batch: str, policy: str, version: int,
     """Post the batch's table artifact under ``batch-<stream>-<policy>``."""
     from prefect.artifacts import create_table_artifact
 
-    return create_table_artifact(
+    # prefect's async_dispatch types the call as UUID | Coroutine; called from sync code it is the UUID
+    return create_table_artifact(  # type: ignore[return-value]
         batch_table(rows), key=artifact_key("batch", stream, policy),
         description=batch_description(stream, batch, policy, version, rows))
 
@@ -158,6 +172,7 @@ def publish_feedback_artifact(report: FeedbackReport) -> UUID:
     """Post the feedback report under ``feedback-<stream>-<policy>``."""
     from prefect.artifacts import create_markdown_artifact
 
-    return create_markdown_artifact(
+    # prefect's async_dispatch types the call as UUID | Coroutine; called from sync code it is the UUID
+    return create_markdown_artifact(  # type: ignore[return-value]
         feedback_markdown(report), key=artifact_key("feedback", report.stream, report.policy),
         description=f"{report.stream}/{report.batch} feedback for policy {report.policy}")

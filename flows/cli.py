@@ -10,10 +10,9 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from typing import TYPE_CHECKING, Any
-
-from flows._runtime import settings_for, store_for
+from flows._runtime import in_process_runs, settings_for, store_for
 from flows.progress import progress, spinner
 
 if TYPE_CHECKING:
@@ -73,6 +72,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         for batch in todo:
             s = stream_batch(stream=args.stream, batch=batch, policy=args.policy,
                              storage_url=args.storage, db_path=args.db)
+            assert s is not None  # None only when no batch is named
             bar.console.print(f"{s.stream}/{s.batch} policy {s.policy} v{s.policy_version}: "
                               f"{s.items} items, {s.failed} failed")
             bar.advance(task)
@@ -134,7 +134,7 @@ def _ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_rows(columns: list[str], rows: list[tuple]) -> str:
+def format_rows(columns: list[str], rows: list[tuple[object, ...]]) -> str:
     """Rows as an aligned text table (numbers right-aligned, floats to 6 significant digits)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -143,7 +143,7 @@ def format_rows(columns: list[str], rows: list[tuple]) -> str:
 
     def line(values: list[str]) -> str:
         return "  ".join(v.rjust(w) if n else v.ljust(w)
-                         for v, w, n in zip(values, widths, numeric)).rstrip()
+                         for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
 
     return "\n".join([line([str(c) for c in columns]), line(["-" * w for w in widths]),
                       *(line(r) for r in cells), f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
@@ -185,7 +185,8 @@ def _synthesize(args: argparse.Namespace) -> int:
 
     s = synthesize(task_text=args.task, synthesizer=args.synthesizer, regenerate=args.regenerate,
                    model=args.model, base_url=args.base_url, db_path=args.db)
-    state = "reused stored" if s.reused else f"new, valid after {s.attempts} {'try' if s.attempts == 1 else 'tries'}"
+    tries = "try" if s.attempts == 1 else "tries"
+    state = "reused stored" if s.reused else f"new, valid after {s.attempts} {tries}"
     print(f"# task {s.task_hash[:12]} revision {s.revision}: program {s.program_id} ({state}; "
           f"{s.synthesizer} {s.model} {s.version})")
     print(s.source, end="")
@@ -214,7 +215,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(default FMP_STORAGE_URL or .fmp/objects)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Command, help: str, into: Any = sub) -> argparse.ArgumentParser:
+    def add(name: str, fn: Command, help: str,
+            into: argparse._SubParsersAction[argparse.ArgumentParser] = sub) -> argparse.ArgumentParser:
         p = into.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
@@ -289,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_tracebacks()
     try:
-        return args.fn(args)
+        fn: Command = args.fn
+        with in_process_runs():  # the flows run in this process
+            return fn(args)
     except KeyboardInterrupt:
         print(f"fmp {args.command}: interrupted", file=sys.stderr)
         return 130

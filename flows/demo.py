@@ -10,17 +10,18 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from prefect import flow
 
 from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import DEMO_QUERIES
-from flows._runtime import policy_store_for, quiet_teardown, settings_for, store_for
+from flows._runtime import in_process_runs, policy_store_for, quiet_teardown, settings_for, store_for
 from flows.ingest_feedback import ingest_feedback
-from policy_store.report import format_table, policy_table, write_report
 from flows.stream_batch import stream_batch
 from policies.specs import FIXED_LEARNERS, policy_spec
+from policy_store.report import format_table, policy_table, write_report
 
 DEMO_POLICIES = ("learned", "cheapest", "largest", "monolithic")
 
@@ -80,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(settings.home / "objects", ignore_errors=True)
         settings.database.unlink(missing_ok=True)
-    if args.s3:
-        from storage.moto import MotoServer
+    with ExitStack() as stack:
+        stack.enter_context(in_process_runs())  # the demo's flow runs run in this process
+        url = None
+        if args.s3:
+            from storage.moto import MotoServer
+            from storage.s3 import S3Store
 
-        with MotoServer() as server:
+            server = stack.enter_context(MotoServer())
             url = f"s3://fmp-demo/demo?endpoint_url={server.endpoint_url}"
-            store_for(settings_for(url)).ensure_bucket()
-            table = run_demo(n_batches=args.batches, batch_size=args.batch_size, storage_url=url)
-    else:
-        table = run_demo(n_batches=args.batches, batch_size=args.batch_size)
+            store = store_for(settings_for(url))
+            assert isinstance(store, S3Store)  # an s3:// URL opens an S3Store
+            store.ensure_bucket()
+        table = run_demo(n_batches=args.batches, batch_size=args.batch_size, storage_url=url)
     print()
     print(format_table(table))
     print(f"\nwritten to {Path(settings.home) / 'report.json'}; the ledger is in {settings.database}")

@@ -11,6 +11,7 @@ before that run finishes. A run that failed, crashed or was cancelled gets a suc
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -18,6 +19,9 @@ from prefect.runtime import flow_run
 from flows._runtime import settings_for, store_for
 from flows.runs import run_tags, tag_flow_run
 from storage import batches
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 #: The deployment discovery starts, as ``<flow name>/<deployment name>``.
 STREAM_BATCH_DEPLOYMENT = "stream_batch/stream-batch"
@@ -70,9 +74,10 @@ def discover_batches(stream: str, policy: str = "learned", max_runs: int = 10,
             params["storage_url"] = storage_url
         for attempt in range(1, MAX_ATTEMPTS + 1):
             key = f"{stream}/{policy}/{batch}" + (f"#{attempt}" if attempt > 1 else "")
-            run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False,
-                                 flow_run_name=f"stream_batch/{stream}/{batch}", tags=labels,
-                                 idempotency_key=key)
+            # prefect's async_dispatch types the call as FlowRun | Coroutine; from sync code it is the run
+            run: FlowRun = run_deployment(  # type: ignore[assignment]
+                deployment, parameters=params, timeout=0, as_subflow=False,
+                flow_run_name=f"stream_batch/{stream}/{batch}", tags=labels, idempotency_key=key)
             state = run.state.type.value if run.state else "UNKNOWN"
             if state not in _GAVE_UP:
                 break

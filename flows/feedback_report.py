@@ -36,7 +36,10 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
         note, parent = version.note, version.parent
         program = load_program(batches.read_stream_info(store, stream), policy)
         after = replayed_choices(registry, program, policy, version, stream, batch, rows)
-    per_item = (lambda total: total / items_run if items_run and total is not None else None)
+
+    def per_item(total: float | None) -> float | None:
+        return total / items_run if items_run and total is not None else None
+
     return FeedbackReport(
         stream=stream, policy=policy, batch=batch, labelled=summary.labelled,
         batch_accuracy=this[0][0] if this else None, accuracy=accuracy, items=int(items_run or 0),

@@ -11,12 +11,12 @@ from prefect.runtime import flow_run
 
 from flows._batch import load_program
 from flows._feedback import FeedbackSummary, ingest_batch, pending_feedback
-from flows._runtime import policy_store_for, registry_for, settings_for, store_for
+from flows._runtime import held_policy_store, limit_model_threads, registry_for, settings_for, store_for
 from flows.artifacts import publish_feedback_artifact
-from policies.costs import register_costs
 from flows.feedback_report import feedback_report
 from flows.locks import store_writer
 from flows.runs import run_tags, tag_flow_run
+from policies.costs import register_costs
 from storage import batches
 from storage.errors import StorageError
 
@@ -47,11 +47,11 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learne
     """
     logger = get_run_logger()
     settings = settings_for(storage_url, db_path)
+    limit_model_threads(settings.model_threads)
     store = store_for(settings)
     registry = registry_for(settings.catalog)
-    summaries = []
-    with store_writer():
-        db = policy_store_for(settings)
+    summaries: list[FeedbackSummary] = []
+    with store_writer(), held_policy_store(settings) as db:  # one DuckDB connection
         todo = [batch] if batch else pending_feedback(store, db, stream, policy)
         if not todo:
             logger.info("stream %s: no batch with results and new labels for policy %s",

@@ -14,13 +14,13 @@ def run_tags(stream: str, policy: str, query_id: str | None = None) -> list[str]
 def tag_flow_run(tags: Iterable[str]) -> None:
     """Add ``tags`` to the current flow run (runs started by a schedule or the CLI lack them)."""
     from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
+    from prefect.context import FlowRunContext
 
-    run_id = flow_run.id
-    if run_id is None:  # not inside a flow run
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:  # not inside a flow run
         return
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(run_id).tags
-        wanted = sorted(set(current) | set(tags))
-        if wanted != sorted(current):
-            client.update_flow_run(run_id, tags=wanted)
+    run = context.flow_run  # as the engine read it when the run started: no request here
+    wanted = sorted(set(run.tags) | set(tags))
+    if wanted != sorted(run.tags):
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.id, tags=wanted)

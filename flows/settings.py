@@ -24,6 +24,9 @@ class Settings(BaseSettings):
                                               "(cost in units of one monolithic call).")
     seed: int = Field(0, description="Seed for policy sampling; with the pinned version, replays are exact.")
     lock_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the DuckDB file lock.")
+    model_threads: int = Field(1, ge=1, description="CPU threads per model call (torch's intra-op "
+                                                    "threads). The models are small; see "
+                                                    "flows._runtime.limit_model_threads.")
 
     @property
     def store_url(self) -> str:

@@ -47,8 +47,10 @@ def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     if h < size or w < size:
         ys = np.linspace(0, h - 1, size).astype(int)
         xs = np.linspace(0, w - 1, size).astype(int)
-        return image[ys][:, xs]
+        sampled: np.ndarray = image[ys][:, xs]
+        return sampled
     ys = np.arange(size + 1) * h // size
     xs = np.arange(size + 1) * w // size
     rows = np.add.reduceat(image, ys[:-1], axis=0) / np.diff(ys)[:, None, None]
-    return np.add.reduceat(rows, xs[:-1], axis=1) / np.diff(xs)[None, :, None]
+    means: np.ndarray = np.add.reduceat(rows, xs[:-1], axis=1) / np.diff(xs)[None, :, None]
+    return means

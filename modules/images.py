@@ -24,7 +24,8 @@ def decode_image(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
-                raise ImageDecodeError(f"image is {img.width}x{img.height}, over the {MAX_PIXELS} pixel limit")
+                raise ImageDecodeError(
+                    f"image is {img.width}x{img.height}, over the {MAX_PIXELS} pixel limit")
             rgb = img.convert("RGB")
             rgb.load()
     except UnidentifiedImageError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import operator
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +65,14 @@ class _Continue(_Break):
     pass
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge,
-            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
-_BUILTINS = {"len": len, "abs": abs, "min": min, "max": max}
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+_BUILTINS: dict[str, Callable[..., Any]] = {"len": len, "abs": abs, "min": min, "max": max}
 Run = Generator[PendingCall, Any, Any]
 
 
@@ -126,7 +128,9 @@ class Interpreter:
     def _stmt(self, node: ast.stmt) -> Run:
         self._tick(node)
         if isinstance(node, ast.Assign):
-            self.env[node.targets[0].id] = yield from self._expr(node.value)
+            target = node.targets[0]
+            assert isinstance(target, ast.Name)  # parse_program admits plain-name targets only
+            self.env[target.id] = yield from self._expr(node.value)
         elif isinstance(node, ast.If):
             test = yield from self._expr(node.test)
             yield from self._block(node.body if _truth(test, node) else node.orelse)
@@ -150,6 +154,7 @@ class Interpreter:
         if len(items) > self.limits.max_iterations:
             raise ExecutionError(f"line {node.lineno}: loop over {len(items)} items exceeds "
                                  f"{self.limits.max_iterations}")
+        assert isinstance(node.target, ast.Name)  # parse_program admits plain-name targets only
         for item in items:
             self.env[node.target.id] = item
             try:
@@ -222,7 +227,7 @@ class Interpreter:
 
     def _compare(self, node: ast.Compare) -> Run:
         left = yield from self._expr(node.left)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = yield from self._expr(comparator)
             try:
                 ok = _COMPARE[type(op)](left, right)
@@ -256,6 +261,7 @@ class Interpreter:
                 raise ExecutionError(f"line {node.lineno}: .{node.func.attr}(): {exc}") from None
             except ExecutionError as exc:
                 raise ExecutionError(f"line {node.lineno}: {exc}") from None
+        assert isinstance(node.func, ast.Name)  # parse_program admits calls by name or of patch methods
         name = node.func.id
         if name in BUILTINS:
             try:
@@ -282,6 +288,7 @@ class Interpreter:
         self._resumed = time.perf_counter()
         _check_output(site, output)
         if site.function == "find":
+            assert patch is not None  # find is not llm_query: its patch was checked above
             return [patch.child(box) for box in output]
         return output
 
@@ -309,7 +316,7 @@ def _truth(value: Any, node: ast.AST) -> bool:
     raise ExecutionError(f"line {getattr(node, 'lineno', '?')}: a {type(value).__name__} has no truth value")
 
 
-def _arith(fn: Any, node: ast.AST, *values: Any) -> Any:
+def _arith(fn: Callable[..., Any], node: ast.expr, *values: Any) -> Any:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and \
             not (fn is operator.add and all(isinstance(v, str) for v in values)):
         raise ExecutionError(f"line {node.lineno}: arithmetic needs numbers, got "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modules.backends.base import FUNCTIONS
 from modules.errors import ProgramError
@@ -43,6 +43,8 @@ _OPERATORS = (
     ast.GtE, ast.In, ast.NotIn, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
     ast.Load, ast.Store,
 )
+#: Where a node is: (line, column), None where the node has none.
+_Where = tuple[int | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Program:
     tree: ast.FunctionDef
     param: str
     call_sites: tuple[CallSite, ...]
+    _by_node: dict[int, CallSite] = field(init=False, repr=False, compare=False)
 
     @property
     def program_id(self) -> str:
@@ -72,7 +75,7 @@ class Program:
         return self._by_node[id(node)]
 
     def __post_init__(self) -> None:
-        by_node = {}
+        by_node: dict[int, CallSite] = {}
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Call) and _function_name(node) in FUNCTIONS:
                 by_node[id(node)] = _site(node)
@@ -124,6 +127,7 @@ def parse_program(source: str) -> Program:
 
 def _site(node: ast.Call) -> CallSite:
     name = _function_name(node)
+    assert name is not None  # call sites are calls of generic functions by name
     return CallSite(f"{name}@{node.lineno}:{node.col_offset}", name, node.lineno, node.col_offset)
 
 
@@ -143,7 +147,7 @@ def _check_depth(module: ast.Module) -> None:
 
 
 def _check(node: ast.AST) -> None:
-    where = (getattr(node, "lineno", None), getattr(node, "col_offset", None))
+    where: _Where = (getattr(node, "lineno", None), getattr(node, "col_offset", None))
     if isinstance(node, ast.stmt) and not isinstance(node, _STATEMENTS):
         raise ProgramError(f"statement `{type(node).__name__}` is not allowed in programs", *where)
     if isinstance(node, ast.expr) and not isinstance(node, _EXPRESSIONS):
@@ -171,14 +175,14 @@ def _check(node: ast.AST) -> None:
         _check(child)
 
 
-def _check_constant(value: object, where: tuple) -> None:
+def _check_constant(value: object, where: _Where) -> None:
     if not isinstance(value, (str, int, float, bool, type(None))):
         raise ProgramError(f"constant {value!r} is not allowed", *where)
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise ProgramError(f"integer constant exceeds {MAX_INT_BITS} bits", *where)
 
 
-def _check_name(node: ast.Name, where: tuple) -> None:
+def _check_name(node: ast.Name, where: _Where) -> None:
     name = node.id
     if name.startswith("_"):
         raise ProgramError(f"name `{name}` is not allowed (no private or dunder names)", *where)
@@ -188,13 +192,13 @@ def _check_name(node: ast.Name, where: tuple) -> None:
         raise ProgramError(f"`{name}` is a function; call it, e.g. `{name}(...)`", *where)
 
 
-def _check_attribute(node: ast.Attribute, where: tuple) -> None:
+def _check_attribute(node: ast.Attribute, where: _Where) -> None:
     if node.attr not in PATCH_ATTRIBUTES | PATCH_METHODS:
         valid = sorted(PATCH_ATTRIBUTES | PATCH_METHODS)
         raise ProgramError(f"attribute `.{node.attr}` is not allowed; patches offer {valid}", *where)
 
 
-def _check_call(node: ast.Call, where: tuple) -> None:
+def _check_call(node: ast.Call, where: _Where) -> None:
     if node.keywords:
         raise ProgramError("keyword arguments are not allowed; pass arguments by position", *where)
     if any(isinstance(a, ast.Starred) for a in node.args):

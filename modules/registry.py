@@ -32,7 +32,8 @@ def backend_class(kind: str) -> type[Backend]:
     except KeyError:
         raise CatalogError(f"unknown backend kind {kind!r}; valid: {sorted(KINDS)}") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    backend: type[Backend] = getattr(importlib.import_module(module), cls)
+    return backend
 
 
 class Registry:

@@ -6,8 +6,11 @@ named like the program reads: ``exists@2:11[det-s]``.
 
 from __future__ import annotations
 
+from typing import cast
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from modules.executor import GroupRequest, GroupResult, RoundRunner, answer_group
 from modules.registry import Registry
@@ -34,8 +37,12 @@ def prefect_round_runner(registry: Registry) -> RoundRunner:
     """A RoundRunner that submits each group as a task run and waits for all of them."""
 
     def run_round(requests: list[GroupRequest]) -> list[GroupResult]:
+        # quote(): the task engine would otherwise walk every call of the request (images
+        # included) twice per task run, looking for futures among the parameters; the task
+        # function gets the request itself
         futures = [
-            run_module.submit(registry, req, call_site=req.call_site, backend=req.backend)
+            run_module.submit(registry, cast(GroupRequest, quote(req)), call_site=req.call_site,
+                              backend=req.backend)
             for req in requests
         ]
         return [f.result() for f in futures]

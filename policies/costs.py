@@ -22,21 +22,41 @@ log = logging.getLogger(__name__)
 
 #: backend object -> function -> unit FLOPs (a representative OCR call runs the model; once is enough)
 _UNIT_FLOPS: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+#: (backend's catalog entry as JSON, function) -> unit FLOPs, measured in this process or given
+#: by ``remember_unit_flops``; a known value is returned without loading the model
+_BY_SPEC: dict[tuple[str, str], float] = {}
 
 
 def unit_flops(registry: Registry, backend: str, function: str) -> float:
     """Measured FLOPs of one representative call of ``function`` on ``backend`` (cached per
-    loaded backend).
+    loaded backend and per catalog entry).
 
     Vision models cost the same on any 128 px image (a blank one here); OCR costs depend on
     content (a blank patch runs only the text localiser), so ``read_text`` is measured on a
     patch with one word on a sign.
     """
-    model = registry.get(backend)
-    known = _UNIT_FLOPS.setdefault(model, {})
-    if function not in known:
-        known[function] = _measure_unit(model, function)
-    return known[function]
+    key = (registry.spec(backend).model_dump_json(), function)
+    if key not in _BY_SPEC:
+        model = registry.get(backend)
+        known = _UNIT_FLOPS.setdefault(model, {})
+        if function not in known:
+            known[function] = _measure_unit(model, function)
+        _BY_SPEC[key] = known[function]
+    return _BY_SPEC[key]
+
+
+def remember_unit_flops(registry: Registry, values: dict[tuple[str, str], float]) -> None:
+    """Take (backend, function) -> unit FLOPs measured earlier (the benchmark harness keeps them
+    on disk per backend version), so that ``unit_flops`` neither loads nor measures those."""
+    for (backend, function), flops in values.items():
+        _BY_SPEC[(registry.spec(backend).model_dump_json(), function)] = float(flops)
+
+
+def known_unit_flops(registry: Registry) -> dict[tuple[str, str], float]:
+    """(backend, function) -> unit FLOPs of the registry's backends known in this process."""
+    by_json = {spec.model_dump_json(): name for name, spec in registry.specs.items()}
+    return {(by_json[spec], function): flops for (spec, function), flops in _BY_SPEC.items()
+            if spec in by_json}
 
 
 def _measure_unit(model: Any, function: str) -> float:

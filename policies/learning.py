@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -20,16 +21,18 @@ from storage.records import ResultRow
 def examples_from(rows: list[ResultRow], labels: dict[str, bool | str], answer_type: Literal["bool", "str"],
                   config: LearnerConfig, unit_flops: float) -> list[Example]:
     """Per executed call site of every labelled item: its cost (FLOPs ÷ ``unit_flops``, one
-    monolithic call) and its share of the item's loss; unlabelled items teach nothing."""
+    monolithic call), its share of the item's loss, its rung answers (escalating routers)
+    and the item's label; unlabelled items teach nothing."""
     examples: list[Example] = []
     for row in rows:
         if row.item_id not in labels or not row.decisions:
             continue
         loss = item_loss(row.answer, labels[row.item_id], answer_type, config)
         features = np.asarray(row.features, dtype=np.float64)
-        examples += split_reward(
+        rungs = {d.call_site: tuple(d.rungs) for d in row.decisions}
+        examples += [replace(e, rungs=rungs[e.call_site], label=labels[row.item_id]) for e in split_reward(
             [(d.call_site, d.backend, d.flops / unit_flops, features, d.propensity) for d in row.decisions],
-            loss)
+            loss, row.item_id)]
     return examples
 
 

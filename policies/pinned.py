@@ -13,7 +13,7 @@ from modules.program import Program
 from modules.registry import Registry
 from policies.arms import arms_for
 from policies.costs import unit_costs
-from policies.routing import PolicyRouter
+from policies.routing import PolicyRouter, policy_router
 from policies.specs import PolicySpec, build_learner, pinned_config, policy_spec
 from policy_store.learners.base import Learner
 from policy_store.learners.config import LearnerConfig
@@ -34,8 +34,8 @@ class PinnedPolicy:
     def router(self, stream: str, batch: str) -> PolicyRouter:
         """The router of one batch: seeded by (stream, batch, policy, version), item and call
         site, so replaying the same version on the same items makes the same choices."""
-        return PolicyRouter(self.learner, routing_key(stream, batch, self.spec.name, self.version),
-                            self.config.seed)
+        return policy_router(self.learner, routing_key(stream, batch, self.spec.name, self.version),
+                             self.config.seed)
 
 
 def routing_key(stream: str, batch: str, policy: str, version: int) -> str:

@@ -1,4 +1,6 @@
-"""The Router the executor asks: a learner's choice per (item, call site), seeded for replays."""
+"""The Router the executor asks: a learner's choice per (item, call site), seeded for replays;
+for a learner that escalates (a cascade), also whether each answer is kept or re-issued on a
+larger backend."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import zlib
 
 import numpy as np
 
-from modules.executor import Route
+from modules.backends.base import CallFailure, Output
+from modules.executor import Route, positive_answer
 from modules.program import CallSite
 from policy_store.learners.base import Learner
 
@@ -40,3 +43,28 @@ class PolicyRouter:
             choice = self.learner.choose(site.id, features, rng)
             self.times.append((time.perf_counter() - start) * 1e6)
         return Route(choice.backend, choice.propensity)
+
+
+class CascadeRouter(PolicyRouter):
+    """A PolicyRouter that also asks its learner, after every answer, whether to keep it or
+    re-issue the call on a larger backend (``Learner.escalate``); the executor then runs the
+    call again. Escalation draws are seeded per (item, call site, backend), like choices.
+    With ``times`` given, each escalation decision's duration (µs) is appended too."""
+
+    def escalate(self, item_id: str, site: CallSite, features: np.ndarray, backend: str,
+                 output: Output) -> Route | None:
+        start = time.perf_counter()
+        rng = route_rng(f"{self.key}/escalate/{backend}", item_id, site.id, self.seed)
+        failed = isinstance(output.value, CallFailure)
+        choice = self.learner.escalate(site.id, backend, output.usage.confidence,
+                                       not failed and positive_answer(output.value), features, rng,
+                                       failed=failed)
+        if self.times is not None:
+            self.times.append((time.perf_counter() - start) * 1e6)
+        return None if choice is None else Route(choice.backend, choice.propensity)
+
+
+def policy_router(learner: Learner, key: str, seed: int, times: list[float] | None = None) -> PolicyRouter:
+    """The router of ``learner``: a CascadeRouter when it escalates, else a PolicyRouter."""
+    cls = CascadeRouter if learner.escalates else PolicyRouter
+    return cls(learner, key, seed, times)

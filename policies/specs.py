@@ -27,6 +27,9 @@ POLICIES: dict[str, PolicySpec] = {
         # start on the largest backends and move down as cheaper ones prove right
         PolicySpec("learned", "thompson",
                    options={"escalation_prior": 0.5, "prior_var": 0.05, "explore": 0.5}),
+        # call-site cascades: run cheap, re-issue one rung up while the answer is not trusted
+        # (not the default; benchmarks/README.md has its measurements)
+        PolicySpec("cascade", "cascade"),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
         PolicySpec("random", "random"),

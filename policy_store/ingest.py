@@ -47,7 +47,8 @@ def build_rows(batch: IngestBatch, now: datetime) -> IngestRows:
             "program_id": batch.program_id, "ingested_at": now,
         })
         decisions.extend(_decision_rows(row, key, batch.policy_version, where))
-    labels, errors = [], []
+    labels: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     for item_id in sorted(batch.labels):
         if item_id not in seen:
             errors.append({

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from policy_store.store import PolicyStore
 
@@ -34,7 +35,7 @@ def policy_table(db: PolicyStore, streams: list[str]) -> dict[str, dict[str, flo
     columns, rows = db.query(_SQL.format(streams=quoted))
     table: dict[str, dict[str, float]] = {}
     for row in rows:
-        r = dict(zip(columns, row))
+        r = dict(zip(columns, row, strict=True))
         tp, fp, fn = r["tp"], r["fp"], r["fn"]
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
         table[r["policy"]] = {"items": int(r["items"]), "accuracy": float(r["accuracy"]), "f1": f1,
@@ -60,6 +61,7 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, table: dict[str, dict[str, float]], extra: dict | None = None) -> None:
+def write_report(path: Path, table: dict[str, dict[str, float]],
+                 extra: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"policies": table, **(extra or {})}, indent=2, sort_keys=True))

@@ -2,7 +2,8 @@
 
 DuckDB locks the whole file per process, so the store never keeps a connection: every
 method opens one short transaction (NullPool) and retries with exponential backoff
-while another process holds the lock, up to ``lock_timeout_s``. Readers that must not
+while another process holds the lock, up to ``lock_timeout_s``; inside
+``with store.connection():`` the methods share one connection (one unit of work). Readers that must not
 wait can query a ``snapshot()`` copy instead. A SQLAlchemy URL (e.g. Postgres) works too.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -71,15 +73,48 @@ class PolicyStore(VersionsMixin):
             config = {"storage_compatibility_version": "v1.5.0"}
             connect_args = {"read_only": True, "config": config} if read_only else {"config": config}
         self.engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
+        self._held: Connection | None = None
+
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """Run every method called in the block on one connection, opened here.
+
+        Each method still commits its own transaction. Opening a DuckDB connection and
+        closing it (a checkpoint) cost ~25 ms, and a feedback run used to open ten. This
+        process holds the file's lock for the whole block, so make it one unit of work.
+        Not for sharing between threads; a nested block uses the outer one's connection.
+        """
+        if self._held is not None:
+            yield
+            return
+        conn = self._retry(self.engine.connect)
+        self._held = conn
+        try:
+            yield
+        finally:
+            self._held = None
+            conn.close()
 
     def _run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one transaction, retrying while another process holds the file lock."""
+        held = self._held
+        if held is not None:
+            with held.begin():
+                return fn(held)
+
+        def once() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return self._retry(once)
+
+    def _retry(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried with backoff while another process holds the file lock."""
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.02
         while True:
             try:
-                with self.engine.begin() as conn:
-                    return fn(conn)
+                return attempt()
             except DBAPIError as exc:
                 if not any(m in str(exc).lower() for m in _LOCK_MARKERS):
                     raise
@@ -209,10 +244,10 @@ class PolicyStore(VersionsMixin):
 
     def query(
         self, sql: str, params: dict[str, Any] | None = None
-    ) -> tuple[list[str], list[tuple]]:
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a user's SQL; returns (column names, rows). ``:name`` binds come from params."""
 
-        def run(conn: Connection) -> tuple[list[str], list[tuple]]:
+        def run(conn: Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
             result = conn.execute(sa.text(sql), params) if params else conn.exec_driver_sql(sql)
             if not result.returns_rows:
                 return [], []
@@ -225,12 +260,13 @@ class PolicyStore(VersionsMixin):
 
     def snapshot(self, dest: Path | str) -> Path:
         """Copy the database to ``dest`` (checkpointed, under the lock) and return its path."""
-        if self.path is None:
+        source = self.path
+        if source is None:
             raise PolicyStoreError(
                 f"snapshot copies a DuckDB file; {self.url} is not one (use pg_dump)"
             )
         dest = Path(dest).expanduser().absolute()
-        if dest == self.path:
+        if dest == source:
             raise PolicyStoreError(f"snapshot destination {dest} is the database itself")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
@@ -238,7 +274,7 @@ class PolicyStore(VersionsMixin):
         def copy(conn: Connection) -> None:
             # CHECKPOINT folds the WAL into the file; holding the connection keeps writers out.
             conn.exec_driver_sql("CHECKPOINT")
-            shutil.copyfile(self.path, tmp)
+            shutil.copyfile(source, tmp)
 
         try:
             self._run(copy)

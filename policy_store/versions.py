@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -31,7 +31,7 @@ def _version(row: Any) -> PolicyVersion:
     )
 
 
-def _select(stream: str, policy: str) -> sa.Select:
+def _select(stream: str, policy: str) -> sa.Select[*tuple[Any, ...]]:
     return sa.select(_V).where(_V.c.stream == stream, _V.c.policy == policy)
 
 
@@ -54,10 +54,16 @@ def _learned_row(conn: Connection, stream: str, policy: str, batch: str) -> Any:
     return conn.execute(stmt).first()
 
 
+class _Runner(Protocol):
+    """``PolicyStore._run``: ``fn`` on a connection, in a transaction; its result."""
+
+    def __call__(self, fn: Callable[[Connection], T]) -> T: ...
+
+
 class VersionsMixin:
     """Methods over policy_versions and learned_batches; needs ``_run`` from PolicyStore."""
 
-    _run: Callable[[Callable[[Connection], Any]], Any]
+    _run: _Runner
 
     def latest_version(self, stream: str, policy: str) -> PolicyVersion | None:
         """The highest version of (stream, policy), or None when none was saved."""

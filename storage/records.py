@@ -74,24 +74,54 @@ class Label(_Record):
     )
 
 
+class RungRecord(_Record):
+    """One backend's answer to one call of a call site whose router escalates.
+
+    A cascade runs a call on a cheap backend (rung) and, when the router does not trust the
+    answer, re-issues it on a larger one; every rung that answered leaves one record.
+    """
+
+    backend: str = Field(min_length=1, description="backend that answered")
+    confidence: float | None = Field(
+        default=None, ge=0, le=1,
+        description="the backend's probability for its answer (Usage.confidence); None if it has none")
+    positive: bool = Field(
+        description="whether the answer is a positive one: True, a non-empty list, a count above "
+        "0, text other than no / N/A / unknown / empty (False for a failed call)")
+    agreed: bool | None = Field(
+        default=None,
+        description="for an answer that was escalated: whether the next rung answered the same; "
+        "None for the answer the program used")
+
+
 class DecisionRecord(_Record):
     """One call site's backend choice for one item, with what it cost.
 
     The one decision type from executor to ledger: the executor builds it, ``ResultRow``
     carries it in ``results.jsonl``, and the policy store ingests it into ``decisions``.
     Cost fields are totals over the call site's ``calls`` runs, from the usage the backend
-    returned with each output.
+    returned with each output. When the router escalates (a cascade), ``backend`` is the
+    rung whose answer the program used, ``tried`` the cheaper rungs that ran first, the
+    costs include every rung that ran, and ``rungs`` lists every rung's answer; rows written
+    before escalation existed read with both lists empty.
     """
 
     call_site: str = Field(min_length=1, description="call site id in the program")
     function: str = Field(min_length=1, description="generic function called, e.g. 'exists'")
-    backend: str = Field(min_length=1, description="backend chosen by the policy")
+    backend: str = Field(min_length=1, description="backend chosen by the policy (after escalations: "
+                                                    "the rung whose answer was used)")
     propensity: float = Field(gt=0, le=1, description="probability the policy chose this backend")
-    calls: int = Field(ge=1, description="how many times the call site ran for this item")
+    calls: int = Field(ge=1, description="how many backend calls the call site made for this item "
+                                         "(each rung of an escalation counts)")
     flops: NonNeg = Field(description="FLOPs over all calls, as the backend reported them")
     params: NonNeg = Field(description="backend parameter count, summed over all calls")
     wall_ms: NonNeg = Field(description="wall-clock milliseconds over all calls")
     price: NonNeg = Field(description="US dollars over all calls")
+    tried: list[str] = Field(default_factory=list,
+                             description="cheaper rungs that ran first and were escalated from, in order")
+    rungs: list[RungRecord] = Field(
+        default_factory=list,
+        description="every rung's answer of every call, in order (only when the router escalates)")
 
 
 class ResultRow(_Record):
@@ -135,5 +165,6 @@ __all__ = [
     "Label",
     "ManifestItem",
     "ResultRow",
+    "RungRecord",
     "StreamInfo",
 ]

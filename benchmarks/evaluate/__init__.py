@@ -6,7 +6,7 @@ executor, the trained backends and the learners of ``policy_store.learners`` —
 batch, with labels fed back after each batch (optionally ``--label-delay`` batches later,
 for a ``--label-rate`` sample of items), exactly as the ``stream_batch`` and
 ``ingest_feedback`` flows do, but in one process without Prefect and without the object
-store and DuckDB ledger, so that a λ sweep over eleven policies fits on a laptop. (The flows
+store and DuckDB ledger, so that a λ sweep over twelve policies fits on a laptop. (The flows
 themselves are exercised by ``make demo`` and the integration tests.)
 
 Every backend call is computed once and shared by all policies (``counterfactual``): a
@@ -21,7 +21,9 @@ program on its cheapest or its largest configuration, chosen by a contextual ban
 paper's "LLM routing" baseline), ``paper`` (the paper's learner: a ResNet-18 per call site,
 gradient Thompson sampling, REINFORCE), ``learned`` (fmp's per-call-site Thompson
 sampling), ``fmp`` (fmp's shared-model Thompson sampling, warm-started across queries),
-``fmp-budget`` (the same, holding a cost budget per item by adjusting λ online) and
+``fmp-budget`` (the same, holding a cost budget per item by adjusting λ online),
+``cascade`` (call-site cascades: each call runs cheap and is re-issued one rung up while a
+learned confidence threshold does not trust the answer; every rung is charged) and
 ``oracle`` (per item, the cheapest run that answers right: the physical limit).
 
 Objective: loss + λ·cost per item, cost in monolithic calls (FLOPs ÷ one monolithic call);
@@ -32,7 +34,7 @@ Modules, one concern each:
 
 - ``harness``: the item streams, the evaluation context and settings, and running a
   learner over a stream batch by batch with the shared call cache and delayed labels;
-- ``runners``: the eleven policies and ``RUNNERS``, the table of policy names → runners;
+- ``runners``: the twelve policies and ``RUNNERS``, the table of policy names → runners;
   ``run_query`` runs a table's policies (every λ of the λ-dependent ones) on one stream;
 - ``summary``: quality (F1 or exact match), per-policy rows, the λ sweep and the table;
 - ``plot``: the Pareto PNG (matplotlib is imported there only, when a plot is drawn);

@@ -4,4 +4,5 @@ import sys
 
 from benchmarks.evaluate.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not in --jobs worker processes, which import this module again
+    sys.exit(main())

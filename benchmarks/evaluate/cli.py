@@ -1,34 +1,52 @@
 """The command line: ``python -m benchmarks.evaluate`` (and ``fmp evaluate --benchmark ...``)
 parses its options, runs every asked policy on every query (``evaluate``), writes the JSON
-report and the Pareto PNG and prints the table."""
+report and the Pareto PNG and prints the table.
+
+Per query, the policies that learn only from that query run first (``--jobs N``: in N worker
+processes, several queries at once), then, in this process and in query order, the policies
+that carry what they learned from one query to the next (``Runner.across_queries``). Backend
+calls come from the call table on disk (``--call-table``, default ``.fmp/calls``) when an
+earlier run computed them; what a run computes is added to it. ``--baseline`` runs today's
+path instead (one process, every policy of a query in turn, no call table), which
+``benchmarks.speed`` times against this one.
+
+Worker processes are started with ``spawn``: a script that calls ``evaluate`` with
+``--jobs`` above 1 must guard its entry point (``if __name__ == "__main__":``)."""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import benchmarks.evaluate as package
-from benchmarks.counterfactual import CallCache
-from benchmarks.evaluate.harness import Context, ItemResult, Settings, load_stream
+from benchmarks.calltable import DEFAULT_DIR, CallTable, load_unit_flops, save_unit_flops
+from benchmarks.counterfactual import Answered, CallCache, CallKey
+from benchmarks.evaluate.harness import Context, ItemResult, Settings, Stream, load_stream
 from benchmarks.evaluate.plot import pareto_png
 from benchmarks.evaluate.runners import ALL_POLICIES, RUNNERS, Runner, run_query
 from benchmarks.evaluate.summary import Results, at_lambda, sweep, table
 from benchmarks.queryset import BenchQuery, QuerySet, default_queryset, load_queryset
 from benchmarks.truth import load_facts
+from modules.program import parse_program
 from modules.registry import Registry
-from policies.costs import monolithic_backend, monolithic_flops
+from policies.costs import known_unit_flops, monolithic_backend, monolithic_flops, remember_unit_flops
 
 QUICK = {"binary": (5, 150), "openform": (5, 50)}  # (queries: one per reasoning type, scenes)
 
 #: Called after each query with its id and its results (policy → λ → items).
 OnQuery = Callable[[str, dict[str, dict[float, list[ItemResult]]]], None]
+#: One query's results: policy → λ → items.
+QueryResults = dict[str, dict[float, list[ItemResult]]]
 
 
 def pick_queries(qs: QuerySet, args: argparse.Namespace) -> list[BenchQuery]:
@@ -51,7 +69,190 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return Settings(seed=args.seed, batch_size=args.batch_size, label_delay=args.label_delay,
                     label_rate=args.label_rate, budget=args.budget, shadow=args.shadow,
                     paper_width=args.paper_width or (8 if args.quick else 16),
-                    paper_input=args.paper_input or (32 if args.quick else 64))
+                    paper_input=args.paper_input or (32 if args.quick else 64),
+                    baseline=args.baseline)
+
+
+def table_dir(args: argparse.Namespace) -> Path | None:
+    """The call table's folder, or None when it is off (``--no-call-table``, ``--baseline``)."""
+    if args.no_call_table or args.baseline:
+        return None
+    return Path(args.call_table) if args.call_table else DEFAULT_DIR
+
+
+# -- one process's state ---------------------------------------------------------------------
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory for reuse rather than unmapping it: the models' activations
+    are tens of MB per batch, and mapping them afresh for every batch costs the kernel about a
+    quarter of a vqa-xl forward pass in page faults. The arithmetic is unchanged; the process
+    keeps its peak memory. (No glibc: nothing happens.)"""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-4, 0)  # M_MMAP_MAX: no separate mapping for large blocks
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never return the top of the heap
+
+
+@dataclass
+class _Setup:
+    """What each process of an evaluation builds once: the query set, the context (backends,
+    monolithic model, settings, call cache), the facts the truth specs read and the table."""
+
+    qs: QuerySet
+    ctx: Context
+    facts: dict[str, str]
+    table: CallTable | None
+    scenes: int
+
+
+def _setup(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float] | None = None) -> _Setup:
+    from benchmarks.backends import bench_specs
+
+    settings = settings_of(args)
+    qs = load_queryset(args.queries or default_queryset(args.benchmark))
+    if qs.benchmark != args.benchmark:
+        raise SystemExit(f"{args.queries}: a {qs.benchmark} query set, but --benchmark {args.benchmark}")
+    registry = Registry(bench_specs())
+    folder = table_dir(args)
+    if unit_flops is None and folder is not None:
+        unit_flops = load_unit_flops(folder, registry)
+    if unit_flops:
+        remember_unit_flops(registry, unit_flops)
+    try:
+        mono = monolithic_backend(registry, args.mono)
+    except ValueError as exc:
+        raise SystemExit(f"--mono: {exc}" if args.mono is not None else str(exc)) from None
+    cache = CallCache(registry, remember_digests=not settings.baseline)
+    ctx = Context(qs, registry, mono, monolithic_flops(registry, mono), settings, cache)
+    scenes = args.scenes or (QUICK[qs.benchmark][1] if args.quick else qs.scenes)
+    table = CallTable(folder, registry, qs.benchmark) if folder is not None else None
+    return _Setup(qs, ctx, load_facts(), table, scenes)
+
+
+@dataclass
+class _Part:
+    """One query's results from one phase (policy → λ → items) and what the phase adds to the
+    report: decision times, static configurations, model calls computed / loaded from the
+    table / reused, calls stored, seconds."""
+
+    results: QueryResults = field(default_factory=dict)
+    decision_us: dict[str, list[float]] = field(default_factory=dict)
+    static_pins: dict[tuple[str, float], dict[str, str]] = field(default_factory=dict)
+    computed: int = 0
+    loaded: int = 0
+    reused: int = 0
+    stored: int = 0
+    seconds: float = 0.0
+    stream: Stream | None = None  # handed on to the next phase (in another process)
+    answers: dict[CallKey, Answered] | None = None
+
+    def add(self, other: _Part) -> None:
+        self.results.update(other.results)
+        for name, times in other.decision_us.items():
+            self.decision_us.setdefault(name, []).extend(times)
+        self.static_pins.update(other.static_pins)
+        self.computed += other.computed
+        self.loaded += other.loaded
+        self.reused += other.reused
+        self.stored += other.stored
+        self.seconds += other.seconds
+
+
+def _open_query(setup: _Setup, query: BenchQuery) -> tuple[Stream, int]:
+    """The query's stream, and the cache cleared and loaded with the query's stored calls."""
+    stream = load_stream(setup.qs, query, setup.scenes, setup.ctx.settings.seed, setup.facts)
+    setup.ctx.cache.clear()
+    return stream, setup.ctx.cache.preload(setup.table.load(query.id)) if setup.table is not None else 0
+
+
+def _phase(setup: _Setup, stream: Stream, policies: list[str], lams: list[float],
+           runners: Mapping[str, Runner], keep: bool = False) -> _Part:
+    """Run ``policies`` on ``stream`` with the context's cache (holding the query's calls so
+    far) and store the calls they computed; with ``keep``, hand on the stream and the
+    cache's answers to the next phase."""
+    ctx, cache, t0 = setup.ctx, setup.ctx.cache, time.time()
+    computed, reused, fresh = cache.computed, cache.reused, len(cache.fresh)
+    before = {n: len(v) for n, v in ctx.decision_us.items()}
+    got = run_query(stream, ctx, policies, lams, runners) if policies else {}
+    stored = 0
+    if setup.table is not None:
+        stored = setup.table.append(stream.query.id, ((k, cache.answers[k]) for k in cache.fresh[fresh:]))
+    pins = {k: v for k, v in ctx.shared.get("static_pins", {}).items() if k[0] == stream.query.id}
+    return _Part(got, {n: v[before.get(n, 0):] for n, v in ctx.decision_us.items()}, pins,
+                 cache.computed - computed, 0, cache.reused - reused, stored, time.time() - t0,
+                 stream if keep else None, dict(cache.answers) if keep else None)
+
+
+# -- worker processes (--jobs N) ---------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float],
+                 names: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    setup = _setup(args, unit_flops)
+    _WORKER.update(setup=setup, args=args, queries=pick_queries(setup.qs, args),
+                   runners={n: RUNNERS[n] for n in names})
+
+
+def _worker_query(job: tuple[int, list[str], bool]) -> _Part:
+    """The first phase of query ``index`` in a worker process."""
+    index, policies, keep = job
+    setup: _Setup = _WORKER["setup"]
+    stream, loaded = _open_query(setup, _WORKER["queries"][index])
+    part = _phase(setup, stream, policies, list(_WORKER["args"].lam), _WORKER["runners"], keep)
+    part.loaded = loaded
+    return part
+
+
+def _parts(setup: _Setup, args: argparse.Namespace, queries: list[BenchQuery], policies: list[str],
+           runners: Mapping[str, Runner]) -> Iterator[tuple[BenchQuery, _Part]]:
+    """Each query's results, in query order."""
+    lams = list(args.lam)
+    if setup.ctx.settings.baseline:  # today's path: every policy of a query in turn
+        for query in queries:
+            stream, _ = _open_query(setup, query)
+            yield query, _phase(setup, stream, policies, lams, runners)
+        return
+    first = [p for p in policies if not runners[p].across_queries]
+    then = [p for p in policies if runners[p].across_queries]
+    jobs = min(max(1, args.jobs), len(queries))
+    if jobs == 1:
+        for query in queries:
+            stream, loaded = _open_query(setup, query)
+            part = _phase(setup, stream, first, lams, runners)
+            part.loaded = loaded
+            part.add(_phase(setup, stream, then, lams, runners))
+            yield query, part
+        return
+    foreign = sorted(n for n, r in runners.items() if RUNNERS.get(n) is not r)
+    if foreign:
+        raise SystemExit(f"--jobs {args.jobs}: worker processes run the harness's own policies; "
+                         f"{foreign} are not among them (run them with --jobs 1)")
+    unit_flops = known_unit_flops(setup.ctx.registry)
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
+    with spawn.Pool(jobs, _worker_init, (args, unit_flops, list(runners))) as pool:
+        work = [(i, first, bool(then)) for i in range(len(queries))]
+        for query, part in zip(queries, pool.imap(_worker_query, work), strict=True):
+            if then:
+                assert part.stream is not None and part.answers is not None
+                # a Program maps call sites by node identity: parse it again in this process
+                stream = replace(part.stream, program=parse_program(query.program))
+                setup.ctx.cache.clear()
+                setup.ctx.cache.preload(part.answers)
+                part.add(_phase(setup, stream, then, lams, runners))
+            part.stream = part.answers = None
+            yield query, part
+
+
+def _ordered(results: QueryResults, runners: Mapping[str, Runner]) -> QueryResults:
+    """Results in ``run_query``'s order: λ-independent policies, then the λ-dependent ones."""
+    order = sorted(runners, key=lambda n: runners[n].per_lambda)  # stable: table order within each
+    return {n: results[n] for n in order if n in results}
 
 
 def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
@@ -62,48 +263,46 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     """
     import torch
 
-    from benchmarks.backends import bench_specs
-
     # One thread: the harness's models run small batches and the policies' networks are tiny;
     # extra threads only spin (and on a busy machine make every small op many times slower).
     torch.set_num_threads(1)
-    settings = settings_of(args)
-    qs = load_queryset(args.queries or default_queryset(args.benchmark))
-    if qs.benchmark != args.benchmark:
-        raise SystemExit(f"{args.queries}: a {qs.benchmark} query set, but --benchmark {args.benchmark}")
+    if not args.baseline:
+        keep_freed_memory()
+    started = time.time()
+    setup = _setup(args)
+    qs, ctx, settings = setup.qs, setup.ctx, setup.ctx.settings
     queries = pick_queries(qs, args)
     unknown = sorted(set(args.policies) - set(runners))
     if unknown:
         raise SystemExit(f"unknown policy(ies) {unknown}; valid: {list(runners)}")
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     policies = [p for p in runners if p in args.policies]
-    facts = load_facts()
-    registry = Registry(bench_specs())
-    try:
-        mono = monolithic_backend(registry, args.mono)
-    except ValueError as exc:
-        raise SystemExit(f"--mono: {exc}" if args.mono is not None else str(exc)) from None
-    mono_flops = monolithic_flops(registry, mono)
-    ctx = Context(qs, registry, mono, mono_flops, settings, CallCache(registry))
-    scenes = args.scenes or (QUICK[qs.benchmark][1] if args.quick else qs.scenes)
-    lams = args.lam
+    mono, mono_flops, scenes, lams = ctx.mono, ctx.mono_flops, setup.scenes, args.lam
     by_policy: Results = {}
-    started = time.time()
-    for i, query in enumerate(queries):
-        t0 = time.time()
-        stream = load_stream(qs, query, scenes, settings.seed, facts)
-        ctx.cache.clear()
-        got = run_query(stream, ctx, policies, lams, runners)
+    decision: dict[str, list[float]] = {}
+    pins: dict[tuple[str, float], dict[str, str]] = {}
+    calls = _Part()
+    for i, (query, part) in enumerate(_parts(setup, args, queries, policies, runners)):
+        got = _ordered(part.results, runners)
         if on_query is not None:
             on_query(query.id, got)
         for name, per_lam in got.items():
             for lam, results in per_lam.items():
                 by_policy.setdefault(name, {}).setdefault(lam, {})[query.id] = results
-        print(f"[{i + 1}/{len(queries)}] {query.id} ({query.reasoning}): {len(stream.ids)} items, "
-              f"{time.time() - t0:.0f}s (model calls computed {ctx.cache.computed}, "
-              f"reused {ctx.cache.reused})", file=sys.stderr, flush=True)
+        for name, times in part.decision_us.items():
+            decision.setdefault(name, []).extend(times)
+        pins.update(part.static_pins)
+        calls.add(_Part(computed=part.computed, loaded=part.loaded, reused=part.reused, stored=part.stored))
+        n_items = len(next(iter(next(iter(got.values())).values()))) if got else 0
+        print(f"[{i + 1}/{len(queries)}] {query.id} ({query.reasoning}): {n_items} items, "
+              f"{part.seconds:.0f}s (model calls computed {part.computed}, loaded {part.loaded}, "
+              f"reused {part.reused})", file=sys.stderr, flush=True)
+    if setup.table is not None:
+        save_unit_flops(setup.table.root, ctx.registry, known_unit_flops(ctx.registry))
     metric = "F1" if qs.answer_type == "bool" else "EM"
     rows = sweep(by_policy, qs.answer_type, lams, mono_flops)
-    decision_us = {n: float(np.mean(v)) for n, v in ctx.decision_us.items() if v}
+    decision_us = {n: float(np.mean(v)) for n, v in decision.items() if v}
     main_lam = lams[0]
     main = at_lambda(rows, main_lam)
     queries_file = args.queries or default_queryset(args.benchmark)
@@ -114,9 +313,12 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
               "monolithic_backend": mono, "monolithic_gflops_per_call": mono_flops / 1e9,
               "paper_learner": {"width": settings.paper_width, "input": settings.paper_input},
               "decision_us_per_call_site": decision_us, "seconds": time.time() - started,
+              "jobs": 1 if settings.baseline else args.jobs, "baseline_path": settings.baseline,
+              "call_table": None if setup.table is None else str(setup.table.root),
+              "model_calls": {"computed": calls.computed, "loaded": calls.loaded,
+                              "reused": calls.reused, "stored": calls.stored},
               "table": main, "sweep": rows,
-              "static_configurations": {f"{q}@{lam:g}": pins for (q, lam), pins in
-                                        ctx.shared.get("static_pins", {}).items()}}
+              "static_configurations": {f"{q}@{lam:g}": p for (q, lam), p in pins.items()}}
     out = Path(args.out or f".fmp/eval-{qs.benchmark}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_name(out.stem + "-pareto.png")
@@ -160,6 +362,15 @@ def parser() -> argparse.ArgumentParser:
                    help="paper learner: input side in pixels (default 64, 32 with --quick)")
     p.add_argument("--mono", help="the monolithic backend (default: the costliest baseline-only one)")
     p.add_argument("--out", type=Path, help="report path (default .fmp/eval-<benchmark>.json)")
+    p.add_argument("--call-table", type=Path, metavar="DIR",
+                   help=f"where backend calls are kept between runs (default {DEFAULT_DIR})")
+    p.add_argument("--no-call-table", action="store_true",
+                   help="compute every backend call again and store none")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes running queries side by side (each one torch thread)")
+    p.add_argument("--baseline", action="store_true",
+                   help="today's harness path (one process, every policy of a query in turn, no call "
+                        "table, nothing reused across λ), for speed comparisons")
     return p
 
 

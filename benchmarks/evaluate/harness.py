@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.counterfactual import CallCache, cached_round_runner, call_key, shadow_run
+from benchmarks.counterfactual import CallCache, cached_round_runner, shadow_run
 from benchmarks.queryset import BenchQuery, QuerySet
 from benchmarks.sampling import Plan, draw_stream
 from modules import embedding
@@ -19,7 +19,7 @@ from modules.answers import normalise_answer
 from modules.executor import BatchExecutor, GroupRequest, GroupResult, ItemInput, ItemOutcome
 from modules.program import Program, parse_program
 from modules.registry import Registry
-from policies.routing import PolicyRouter
+from policies.routing import policy_router
 from policy_store.learners.base import Example, Learner
 from policy_store.learners.config import LearnerConfig
 from policy_store.learners.features import item_features
@@ -58,6 +58,9 @@ class Stream:
     features: list[np.ndarray]
     labels: list[Any]
     difficulties: list[str]
+    #: (feature kind, config field values) → every item's features, for learners whose features
+    #: are not the embedding (filled on first use unless ``Settings.baseline``)
+    other_features: dict[tuple[Any, ...], list[np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class Settings:
     shadow: float = 0.25  # fmp learners: share of items with shadow runs of cheaper backends
     paper_width: int = 16  # paper learner: ResNet-18 base width
     paper_input: int = 64  # paper learner: input side in pixels
+    #: today's harness path, kept for speed comparisons (``benchmarks.speed``): every policy of
+    #: a query in turn in one process, no call table, item features recomputed per run, every
+    #: static configuration run again at every λ
+    baseline: bool = False
 
 
 @dataclass
@@ -94,6 +101,8 @@ def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: 
     plan = Plan(scenes=scenes, seed=seed, batch_size=scenes)
     drawn = [d for batch in draw_stream(qs, query, plan, facts) for d in batch]
     images = [d.item.image for d in drawn]
+    for im in images:  # items never change; the call cache remembers digests of read-only pixels
+        im.flags.writeable = False
     return Stream(query, parse_program(query.program), [f"{query.id}/{d.index:05d}" for d in drawn],
                   images, [embedding.embed(im).astype(np.float64) for im in images],
                   [d.answer for d in drawn], [d.item.difficulty for d in drawn])
@@ -125,12 +134,18 @@ def _result(stream: Stream, k: int, outcome: ItemOutcome, ctx: Context, config: 
                       len(t))
 
 
-def _features(learner: Learner, stream: Stream, k: int) -> np.ndarray:
+def _features(learner: Learner, stream: Stream, k: int, baseline: bool = False) -> np.ndarray:
     """Item ``k``'s features for ``learner`` (the stream's embedding, computed once, when
-    the learner reads the embedding)."""
+    the learner reads the embedding; other kinds once per stream and paper input size, or
+    at every call on the ``baseline`` path)."""
     if learner.feature_kind == "embedding":
         return stream.features[k]
-    return item_features(learner, stream.images[k])
+    if baseline:
+        return item_features(learner, stream.images[k])
+    key = (learner.feature_kind, learner.config.paper_input)
+    if key not in stream.other_features:
+        stream.other_features[key] = [item_features(learner, im) for im in stream.images]
+    return stream.other_features[key][k]
 
 
 def _decision_flops(learner: Learner, sites: list[str]) -> float:
@@ -162,19 +177,21 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
 
     def runner(requests: list[GroupRequest]) -> list[GroupResult]:
         for req in requests:
-            free.update(call_key(req.backend, c) for c in req.calls)
+            free.update(ctx.cache.key(req.backend, c) for c in req.calls)
         return inner(requests)
 
     shadow_key = zlib.crc32(f"shadow/{name}/{stream.query.id}".encode())
     shadow_rng = np.random.default_rng([settings.seed, shadow_key])
     times = ctx.decision_us.setdefault(name, [])
-    router = PolicyRouter(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
+    router = policy_router(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
     rng = np.random.default_rng([settings.seed, zlib.crc32(f"labels/{name}".encode())])
     out: list[ItemResult] = []
     waiting: list[list[Example]] = []
     for start in range(0, len(stream.ids), settings.batch_size):
         ks = range(start, min(start + settings.batch_size, len(stream.ids)))
-        feats = {k: _features(learner, stream, k) for k in ks}
+        feats = {k: _features(learner, stream, k, settings.baseline) for k in ks}
+        if not settings.baseline and hasattr(learner, "prefetch"):  # decide for the batch at once
+            learner.prefetch([feats[k] for k in ks])
         outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type).run(
             [ItemInput(stream.ids[k], stream.images[k], feats[k]) for k in ks])
         batch = [_result(stream, k, o, ctx, config,
@@ -189,7 +206,9 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
                 continue  # this item's label never arrives
             decisions = [(t.call_site, t.backend, t.flops / ctx.mono_flops, feats[k], t.propensity)
                          for t in o.decisions]
-            examples += [replace(e, item_id=stream.ids[k]) for e in split_reward(decisions, r.loss)]
+            rungs = {t.call_site: tuple(t.rungs) for t in o.decisions}
+            examples += [replace(e, item_id=stream.ids[k], rungs=rungs[e.call_site], label=stream.labels[k])
+                         for e in split_reward(decisions, r.loss)]
             for site, backend, calls, answer in shadows.get(k, []):
                 loss = item_loss(answer, stream.labels[k], ctx.qs.answer_type, config)
                 cost = learner.costs[backend] * calls

@@ -28,6 +28,7 @@ from policies.costs import unit_costs
 from policies.specs import POLICIES
 from policy_store.learners import make_learner
 from policy_store.learners.base import Example
+from policy_store.learners.cascade import CascadeLearner
 from policy_store.learners.shared import BudgetController, SharedThompsonLearner
 from policy_store.rewards import item_loss
 
@@ -47,6 +48,8 @@ class QueryRun:
     arms: dict[str, list[str]]
     costs: dict[str, float]
     done: dict[str, list[ItemResult]] = field(default_factory=dict)
+    #: static configurations already run on this stream (their results do not depend on λ)
+    static_runs: dict[tuple[tuple[str, str], ...], list[ItemResult]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stream: Stream, ctx: Context) -> QueryRun:
@@ -75,11 +78,16 @@ def objective(results: list[ItemResult], lam: float, mono_flops: float) -> float
 
 
 def static_best(stream: Stream, ctx: Context, arms: dict[str, list[str]], costs: dict[str, float],
-                lam: float, start: dict[str, list[ItemResult]]) -> tuple[dict[str, str], list[ItemResult]]:
+                lam: float, start: dict[str, list[ItemResult]],
+                seen: dict[tuple[tuple[str, str], ...], list[ItemResult]] | None = None,
+                ) -> tuple[dict[str, str], list[ItemResult]]:
     """The best single configuration in hindsight: coordinate descent from the better of
-    all-cheapest and all-largest, one call site at a time, until no change improves."""
+    all-cheapest and all-largest, one call site at a time, until no change improves.
+
+    ``seen``: configurations already run on this stream, shared across λ (a fixed
+    configuration's results do not depend on λ; only the objective that ranks them does)."""
     config = learner_config(ctx, lam)
-    seen: dict[tuple[tuple[str, str], ...], list[ItemResult]] = {}
+    seen = {} if seen is None else seen
 
     def evaluate(pins: dict[str, str]) -> list[ItemResult]:
         key = tuple(sorted(pins.items()))
@@ -177,7 +185,8 @@ def shared(name: str, stream: Stream, ctx: Context, arms: dict[str, list[str]],
 
 # -- the table -----------------------------------------------------------------------------
 def _static(q: QueryRun, lam: float) -> list[ItemResult]:
-    pins, got = static_best(q.stream, q.ctx, q.arms, q.costs, lam, q.done)
+    pins, got = static_best(q.stream, q.ctx, q.arms, q.costs, lam, q.done,
+                            None if q.ctx.settings.baseline else q.static_runs)
     q.ctx.shared.setdefault("static_pins", {})[(q.stream.query.id, lam)] = pins
     return got
 
@@ -186,6 +195,22 @@ def _learned(q: QueryRun, lam: float) -> list[ItemResult]:
     config = learner_config(q.ctx, lam, **FMP_OPTIONS)
     learner = make_learner("thompson", config, q.arms, q.costs)
     return run_learner("learned", learner, q.stream, q.ctx, config)
+
+
+def _cascade(q: QueryRun, lam: float) -> list[ItemResult]:
+    """Call-site cascades (``policy_store/learners/cascade.py``): each call runs on a cheap
+    rung and is re-issued one rung up while the learner does not trust the answer; every
+    rung that ran is charged. One learner per λ for the whole benchmark, like ``fmp``: how
+    far each function's rungs agree carries over to the next query; what an error costs
+    is learned afresh per query, measured by shadow runs (``--shadow``, charged) where a
+    cheap rung's answer was replaced."""
+    key = ("cascade", lam)
+    learner: CascadeLearner | None = q.ctx.shared.get(key)
+    if learner is None:
+        learner = q.ctx.shared[key] = CascadeLearner(learner_config(q.ctx, lam), q.arms, q.costs)
+    else:
+        learner.start_program(q.arms, q.costs)
+    return run_learner("cascade", learner, q.stream, q.ctx, learner.config, shadow=q.ctx.settings.shadow)
 
 
 def _paper(q: QueryRun, lam: float) -> list[ItemResult]:
@@ -201,11 +226,14 @@ class Runner:
 
     ``per_lambda``: run once per λ of the sweep (else once, at the first λ, before any
     λ-dependent policy); ``needs``: policies whose base-λ results it starts from (run
-    first even when not asked for, and left out of the results then)."""
+    first even when not asked for, and left out of the results then); ``across_queries``:
+    it carries what it learned from one query to the next (``ctx.shared``), so its queries
+    run in query order, in one process, after the other policies of each query."""
 
     run: Callable[[QueryRun, float], list[ItemResult]]
     per_lambda: bool = False
     needs: tuple[str, ...] = ()
+    across_queries: bool = False
 
 
 #: Policy name → runner, in the order they run (and are reported).
@@ -220,13 +248,15 @@ RUNNERS: dict[str, Runner] = {
                       needs=("cheapest", "largest")),
     "learned": Runner(_learned, per_lambda=True),
     "paper": Runner(_paper, per_lambda=True),
-    "fmp": Runner(lambda q, lam: shared("fmp", q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True),
+    "cascade": Runner(_cascade, per_lambda=True, across_queries=True),
+    "fmp": Runner(lambda q, lam: shared("fmp", q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
+                  across_queries=True),
     "fmp-budget": Runner(lambda q, lam: shared("fmp-budget", q.stream, q.ctx, q.arms, q.costs, lam),
-                         per_lambda=True),
+                         per_lambda=True, across_queries=True),
 }
 #: Every policy, in the order the CLI lists them.
 ALL_POLICIES = ("monolithic", "cheapest", "largest", "random", "static", "routing", "paper",
-                "learned", "fmp", "fmp-budget", "oracle")
+                "learned", "fmp", "fmp-budget", "cascade", "oracle")
 #: Policies whose behaviour depends on λ (run once per λ of the sweep).
 LAMBDA_POLICIES = tuple(n for n in ALL_POLICIES if RUNNERS[n].per_lambda)
 

@@ -70,7 +70,8 @@ def load_photo(source: str) -> np.ndarray:
 
 
 def load_questions(path: Path = TRUTH) -> list[dict[str, Any]]:
-    return yaml.safe_load(path.read_text())["questions"]
+    questions: list[dict[str, Any]] = yaml.safe_load(path.read_text())["questions"]
+    return questions
 
 
 def program_for(q: dict[str, Any]) -> str:

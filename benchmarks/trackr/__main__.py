@@ -26,7 +26,8 @@ class LadderRouter:
     def choose(self, item_id: str, site: Any, features: Any) -> Route:
         if site.function == self.function:
             return Route(self.backend, 1.0)
-        return Route({"query": "mnv2-224", "read_text": "ocr-rapid", "llm_query": "kbr-minilm"}[site.function], 1.0)
+        largest = {"query": "mnv2-224", "read_text": "ocr-rapid", "llm_query": "kbr-minilm"}
+        return Route(largest[site.function], 1.0)
 
 
 def run(registry: Registry) -> list[dict[str, Any]]:
@@ -55,7 +56,8 @@ def main() -> int:
     print(f"{'question':18} {'backend':12} {'ok':3} {'ms':>7}  answer")
     for r in rows:
         answer = r["answer"] if r["error"] is None else f"FAILED: {r['error']}"
-        print(f"{r['id']:18} {r['backend']:12} {'yes' if r['ok'] else 'no':3} {r['ms']:7.1f}  {str(answer)[:70]}")
+        print(f"{r['id']:18} {r['backend']:12} {'yes' if r['ok'] else 'no':3} {r['ms']:7.1f}  "
+              f"{str(answer)[:70]}")
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by[r["backend"]].append(r)

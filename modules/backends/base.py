@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from modules.catalog import BackendSpec
 
 #: The generic functions a program may call, and what each returns.
 FUNCTIONS: dict[str, str] = {
@@ -45,6 +48,12 @@ class Call:
     function: str
     image: np.ndarray | None
     args: tuple[str, ...] = field(default_factory=tuple)
+
+
+def pixels(call: Call) -> np.ndarray:
+    """The image of a call already checked to have one (every function but ``llm_query``)."""
+    assert call.image is not None, f"{call.function}() call without an image"
+    return call.image
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,10 @@ class Backend(ABC):
     """A model that serves one or more generic functions."""
 
     kind: ClassVar[str]
+    #: Each kind narrows this to its own spec class.
+    spec: BackendSpec
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: BackendSpec) -> None:
         self.spec = spec
 
     @property

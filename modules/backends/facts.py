@@ -10,7 +10,8 @@ Kind ``fact_table``: the spec names a JSON ``{question: answer}`` file under
   paraphrase ("how many sides has a triangle" finds "how many sides does a triangle have?").
 
 Costs are estimates, not measurements: ``flops`` counts token comparisons, ``params`` the
-tokens stored in the table.
+tokens stored in the table. Confidence: 1 for an exact match, the Jaccard overlap for a
+token-overlap match, none for "unknown".
 """
 
 from __future__ import annotations
@@ -67,17 +68,22 @@ class FactTableBackend(Backend):
 
     def infer(self, calls: list[Call]) -> list[Output]:
         params = self.params()
-        return [Output(self._answer(call), self.declared_usage(self.flops(call), params))
-                for call in calls]
+        out = []
+        for call in calls:
+            answer, confidence = self._answer(call)
+            out.append(Output(answer, self.declared_usage(self.flops(call), params, confidence=confidence)))
+        return out
 
-    def _answer(self, call: Call) -> str:
+    def _answer(self, call: Call) -> tuple[str, float | None]:
+        """The answer and how well the question matched a stored one (None: no match)."""
         if call.function != "llm_query":
             raise ValueError(f"backend {self.name!r} serves only llm_query, got {call.function!r}")
         if len(call.args) != 1 or not isinstance(call.args[0], str):
             raise ValueError(f"llm_query expects one question string, got {call.args!r}")
         question = call.args[0]
         if self.spec.matcher == "exact":
-            return self._exact.get(normalise(question), UNKNOWN)
+            found = self._exact.get(normalise(question))
+            return (UNKNOWN, None) if found is None else (found, 1.0)
         tokens = content_tokens(question)
         best, answer = 0.0, UNKNOWN
         for keys, value in self._keyed:  # ties keep the earlier fact: deterministic
@@ -85,7 +91,7 @@ class FactTableBackend(Backend):
             score = len(tokens & keys) / union if union else 0.0
             if score > best:
                 best, answer = score, value
-        return answer if best >= MIN_OVERLAP else UNKNOWN
+        return (answer, best) if best >= MIN_OVERLAP else (UNKNOWN, None)
 
     def flops(self, call: Call) -> float:
         """Estimated comparisons: one per question token (exact), per token pair set-op (overlap)."""

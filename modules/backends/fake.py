@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modules.backends.base import Backend, Call, Output
+
+if TYPE_CHECKING:
+    from modules.catalog import FakeSpec
 
 
 class FakeBackend(Backend):
     kind = "fake"
+    spec: FakeSpec
 
     def setup(self) -> None:
         self.calls: list[Call] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modules.backends.base import Box, Call
+from modules.backends.base import Box, Call, pixels
 
 _NUMBER_WORDS = {w: n for n, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
@@ -98,7 +98,8 @@ def clip_box(box: tuple[float, float, float, float], width: int, height: int) ->
 
 def parse_boxes(text: str, width: int, height: int) -> list[Box]:
     """Every ``[x0, y0, x1, y1]`` in a reply (plain lists or Qwen-style ``bbox_2d``), clipped."""
-    boxes = [clip_box(tuple(float(v) for v in m), width, height) for m in _BOX.findall(text)]
+    boxes = [clip_box((float(x0), float(y0), float(x1), float(y1)), width, height)
+             for x0, y0, x1, y1 in _BOX.findall(text)]
     if not boxes and "[" not in text and not any(w in _NO for w in _words(text)):
         raise ValueError(f"find(): cannot read boxes from the model's reply {text[:120]!r}")
     return [b for b in boxes if b is not None]
@@ -111,7 +112,7 @@ def parse_answer(call: Call, text: str) -> Any:
     if call.function == "count":
         return parse_count(text)
     if call.function == "find":
-        h, w = call.image.shape[:2]
+        h, w = pixels(call).shape[:2]
         return parse_boxes(text, int(w), int(h))
     if call.function == "query":
         return parse_short(text)

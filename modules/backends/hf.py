@@ -20,17 +20,25 @@ alone (a batch's padding is part of what its calls generate).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modules.backends import fm_text
-from modules.backends.base import Backend, Call, CallFailure, Output, Usage
+from modules.backends.base import Backend, Call, CallFailure, Output, Usage, pixels
 from modules.catalog import TransformersSpec
 from modules.errors import CatalogError
+
+if TYPE_CHECKING:
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
 
 
 class TransformersBackend(Backend):
     kind = "transformers"
     spec: TransformersSpec
+    #: Loaded by ``setup()``. Their transformers classes depend on the task and the checkpoint
+    #: (a tokenizer or a multimodal processor; a detector, a VQA classifier or a generator), and
+    #: each is used through its own class's methods, so they are typed dynamically.
+    _processor: Any
+    _model: Any
 
     def setup(self) -> None:
         if getattr(self, "_ready", False):
@@ -62,10 +70,13 @@ class TransformersBackend(Backend):
             self._model = self._pipe.model
             return
         if spec.task == "text-generation":
-            self._processor = tf.AutoTokenizer.from_pretrained(spec.model, local_files_only=spec.local_files_only)
-            auto = tf.AutoModelForCausalLM
+            self._processor = tf.AutoTokenizer.from_pretrained(
+                spec.model, local_files_only=spec.local_files_only)
+            auto: type[_BaseAutoModelClass] = tf.AutoModelForCausalLM
         else:
-            self._processor = tf.AutoProcessor.from_pretrained(spec.model, local_files_only=spec.local_files_only)
+            # transformers leaves AutoProcessor.from_pretrained unannotated
+            self._processor = tf.AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                spec.model, local_files_only=spec.local_files_only)
             auto = tf.AutoModelForVisualQuestionAnswering if spec.task == "visual-question-answering" \
                 else tf.AutoModelForImageTextToText
         self._model = auto.from_pretrained(spec.model, **kwargs).to(spec.device).eval()
@@ -106,10 +117,12 @@ class TransformersBackend(Backend):
         return Output(value, self._usage(tokens, confidence))
 
     def _detect(self, call: Call) -> Any:
-        h, w = call.image.shape[:2]
-        found = self._pipe(fm_text.to_pil(call.image), candidate_labels=[call.args[0]],
+        image = pixels(call)
+        h, w = image.shape[:2]
+        found = self._pipe(fm_text.to_pil(image), candidate_labels=[call.args[0]],
                            threshold=self.spec.threshold)
-        boxes = [fm_text.clip_box((d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"]), w, h)
+        boxes = [fm_text.clip_box((d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"]),
+                                  w, h)
                  for d in found]
         boxes = [b for b in boxes if b is not None]
         if call.function == "find":
@@ -121,7 +134,7 @@ class TransformersBackend(Backend):
         import torch
 
         questions = [fm_text.short_question_for(c) for c in calls]
-        enc = self._processor(images=[fm_text.to_pil(c.image) for c in calls], text=questions,
+        enc = self._processor(images=[fm_text.to_pil(pixels(c)) for c in calls], text=questions,
                               return_tensors="pt", padding=True).to(self.spec.device)
         with torch.no_grad():
             if self._model.can_generate():
@@ -144,7 +157,7 @@ class TransformersBackend(Backend):
             content: list[dict[str, Any]] = [{"type": "text", "text": fm_text.question_for(call)}]
             if call.function != "llm_query":
                 content.insert(0, {"type": "image"})
-                images.append(fm_text.to_pil(call.image))
+                images.append(fm_text.to_pil(pixels(call)))
             texts.append(self._processor.apply_chat_template(
                 [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
         enc = self._processor(text=texts, images=images or None, return_tensors="pt", padding=True)

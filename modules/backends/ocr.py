@@ -30,17 +30,20 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modules.backends.base import Backend, Call, Output
 from modules.backends.onnx_cost import onnx_flops, onnx_params
 
+if TYPE_CHECKING:
+    from modules.catalog import OCRSpec
+
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-LOCALISER_OPS_PER_PIXEL = 64
+LOCALISER_OPS_PER_PIXEL = 64  # black-hat (2 x 7x7 separable), masks, threshold, dilation, labels
 SAT_MAX = 100  # text ink is grey: pixels more saturated than this are coloured objects
-STROKE_MIN = 26  # black-hat response (grey levels) that counts as a dark stroke  # black-hat (2 x 7x7 separable), masks, threshold, dilation, labels
+STROKE_MIN = 26  # black-hat response (grey levels) that counts as a dark stroke
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")
 TESS_LINE_HEIGHT = 36
 TESSDATA_LSTM = 17  # index of the LSTM component in a traineddata file
@@ -129,6 +132,7 @@ class OCRBackend(Backend):
     """Serves ``read_text`` with one of three real OCR engines."""
 
     kind = "ocr"
+    spec: OCRSpec
 
     def setup(self) -> None:
         if getattr(self, "_ready", False):
@@ -155,10 +159,11 @@ class OCRBackend(Backend):
         self._params = onnx_params(self._onnx)
 
     def _setup_tesseract(self) -> None:
-        self._binary = shutil.which("tesseract")
-        if self._binary is None or not TESSDATA.exists():
+        binary = shutil.which("tesseract")
+        if binary is None or not TESSDATA.exists():
             raise ValueError(f"backend {self.name!r}: the tesseract binary or {TESSDATA} is missing; "
                              "install Debian's tesseract-ocr (apt-get install -y tesseract-ocr)")
+        self._binary = binary
         self._params = tesseract_lstm_params()
 
     def _setup_rapidocr(self) -> None:
@@ -197,8 +202,14 @@ class OCRBackend(Backend):
                 out.append(Output("", self.declared_usage(0.0, params)))
                 continue
             text, flops = getattr(self, f"_read_{self.spec.engine}")(np.ascontiguousarray(image))
-            out.append(Output(normalise_text(text), self.declared_usage(flops, params)))
+            confidence = self._confidence if text else None
+            usage = self.declared_usage(flops, params, confidence=confidence)
+            out.append(Output(normalise_text(text), usage))
         return out
+
+    #: The recogniser's score of the text the last ``_read_*`` returned (PP-OCRv4 engines:
+    #: mean character probability; RapidOCR: its least sure line), None where the engine has none.
+    _confidence: float | None = None
 
     def _read_ddddocr(self, image: np.ndarray) -> tuple[str, float]:
         local = LOCALISER_OPS_PER_PIXEL * image.shape[0] * image.shape[1]
@@ -209,7 +220,7 @@ class OCRBackend(Backend):
 
         line = Image.fromarray(_crop(image, box)).convert("L")
         width = max(8, int(round(line.width * 64 / line.height)))
-        x = np.asarray(line.resize((width, 64), Image.LANCZOS), np.float32)[None, None] / 255.0
+        x = np.asarray(line.resize((width, 64), Image.Resampling.LANCZOS), np.float32)[None, None] / 255.0
         logits = self._session.run(None, {self._session.get_inputs()[0].name: x})[0]
         logits = logits[:, 0, :] if logits.shape[1] == 1 else logits[0]
         ids = np.where(self._allowed[None, :], logits, -np.inf).argmax(-1)
@@ -251,6 +262,7 @@ class OCRBackend(Backend):
         texts = result[0] if isinstance(result, tuple) else result  # ([(text, score)], elapsed)
         flops = sum(shape[0] * onnx_flops(self._paths[stage], (1, *shape[1:]))
                     for stage, shape in self._shapes)
+        self._confidence = _score(texts[0][1]) if texts else None
         return (texts[0][0] if texts else ""), local + flops
 
     def _read_rapidocr(self, image: np.ndarray) -> tuple[str, float]:
@@ -259,6 +271,8 @@ class OCRBackend(Backend):
         texts = [r[1] for r in result or []]
         flops = sum(shape[0] * onnx_flops(self._paths[stage], (1, *shape[1:]))
                     for stage, shape in self._shapes)
+        scores = [_score(r[2]) for r in result or []]
+        self._confidence = min((c for c in scores if c is not None), default=None)
         return " ".join(texts), flops
 
     def flops(self, call: Call) -> float:
@@ -270,6 +284,15 @@ class OCRBackend(Backend):
 
     def params(self) -> int:
         return int(self._params)
+
+
+def _score(value: Any) -> float | None:
+    """A recogniser's score as a probability in [0, 1], or None when it is not a number."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(score, 0.0), 1.0) if np.isfinite(score) else None
 
 
 class _Recorder:

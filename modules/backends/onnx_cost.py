@@ -102,7 +102,7 @@ def onnx_flops(path: str, input_shape: tuple[int, ...]) -> int:
     if len(dims) != len(input_shape):
         raise ValueError(f"{Path(path).name}: input {first.name!r} has rank {len(dims)}, "
                          f"got shape {input_shape}")
-    for d, v in zip(dims, input_shape):
+    for d, v in zip(dims, input_shape, strict=True):
         d.Clear()
         d.dim_value = int(v)
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -118,7 +118,10 @@ def onnx_flops(path: str, input_shape: tuple[int, ...]) -> int:
 
 @lru_cache(maxsize=64)
 def onnx_params(path: str) -> int:
-    """Elements of the model's weights (float or 8-bit quantized): initializers and Constant tensors of rank >= 1."""
+    """Elements of the model's weights (float or 8-bit quantized).
+
+    Counts the initializers and the Constant tensors of rank >= 1.
+    """
     graph = _load(path).graph
     n = sum(prod(init.dims) for init in graph.initializer if init.data_type in _FLOAT_TYPES)
     for node in graph.node:

@@ -22,6 +22,7 @@ import numpy as np
 
 from modules.backends.base import Backend, Call, Output
 from modules.backends.facts import load_fact_table
+from modules.catalog import TextEncoderSpec
 
 UNKNOWN = "unknown"
 
@@ -42,6 +43,7 @@ class TextEncoderBackend(Backend):
     """Nearest-question retrieval over a fact table with a sentence encoder."""
 
     kind = "text_encoder"
+    spec: TextEncoderSpec
 
     def setup(self) -> None:
         if getattr(self, "_model", None) is not None:
@@ -79,9 +81,14 @@ class TextEncoderBackend(Backend):
         sims = self._embed([c.args[0] for c in calls]) @ self._keys.T
         best = sims.argmax(1)
         params = self.params()
-        return [Output(self._answers[j] if sims[i, j] >= self.spec.min_similarity else UNKNOWN,
-                       self.declared_usage(self.flops(calls[i]), params))
-                for i, j in enumerate(best.tolist())]
+        out = []
+        for i, j in enumerate(best.tolist()):
+            sim = float(sims[i, j])
+            matched = sim >= self.spec.min_similarity  # confidence: the cosine similarity of the match
+            out.append(Output(self._answers[j] if matched else UNKNOWN,
+                              self.declared_usage(self.flops(calls[i]), params,
+                                                  confidence=min(sim, 1.0) if matched else None)))
+        return out
 
     def flops(self, call: Call) -> float:
         """Encoder forward FLOPs at this question's token count, plus the dot products."""

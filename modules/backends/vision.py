@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.backends.base import Backend, Box, Call, Output
+from modules.backends.base import Backend, Box, Call, Output, pixels
 from modules.backends.facts import normalise
 from modules.catalog import WEIGHTS_DIR, TorchVisionSpec
 from modules.vocab import COLOURS, SHAPES  # detector class 1 + SHAPES.index(shape)
@@ -43,7 +43,13 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - 0.5) / 0.25
 
 
-class SegDet(nn.Module):
+class Architecture(nn.Module):
+    """A model family of ``ARCHITECTURES``: the generic functions it can serve."""
+
+    functions: ClassVar[frozenset[str]]
+
+
+class SegDet(Architecture):
     """Fully-convolutional segmenter: per-pixel logits over background + 3 shapes."""
 
     functions: ClassVar[frozenset[str]] = frozenset({"find", "exists", "count"})
@@ -63,10 +69,11 @@ class SegDet(nn.Module):
         c = self.ctx(self.down2(h))
         h = self.fuse(torch.cat([h, F.interpolate(c, size=h.shape[-2:], mode="nearest")], 1))
         h = F.interpolate(h, size=s.shape[-2:], mode="nearest")
-        return self.head(torch.cat([s, h], 1))
+        logits: torch.Tensor = self.head(torch.cat([s, h], 1))
+        return logits
 
 
-class AttrNet(nn.Module):
+class AttrNet(Architecture):
     """Crop classifier with a colour head and a shape head."""
 
     functions: ClassVar[frozenset[str]] = frozenset({"verify_property", "query"})
@@ -85,7 +92,7 @@ class AttrNet(nn.Module):
         return self.colour(f), self.shape(f)
 
 
-class MonoVQA(nn.Module):
+class MonoVQA(Architecture):
     """Monolithic image+question model: wide CNN, FiLM by a hashed bag of words, yes/no logit.
 
     ``aux`` exposes per-pixel shape/colour logits (stride 4) used only as an auxiliary
@@ -112,17 +119,19 @@ class MonoVQA(nn.Module):
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Question-independent features at stride 4 (most of the FLOPs)."""
-        return self.s3(self.s2(self.s1(self.stem(_with_coords(_normalise(x))))))
+        h: torch.Tensor = self.s3(self.s2(self.s1(self.stem(_with_coords(_normalise(x))))))
+        return h
 
     def head(self, h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Question-conditioned (FiLM) layers and the yes/no logit."""
         g1, b1, g2, b2 = torch.split(self.film(q), [2 * self.w, 2 * self.w, 4 * self.w, 4 * self.w], 1)
         h = _with_coords(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None])
         h = self.s6(self.s5(self.s4(h)) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
-        return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)).squeeze(1)
+        logit: torch.Tensor = self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1)).squeeze(1)
+        return logit
 
 
-class OpenVQA(nn.Module):
+class OpenVQA(Architecture):
     """Monolithic image+question model with an answer-vocabulary head (open-form and yes/no).
 
     Same idea as ``MonoVQA`` (CNN, FiLM by a hashed bag of words, coordinate channels) but
@@ -165,10 +174,12 @@ class OpenVQA(nn.Module):
         g1, b1, g2, b2 = torch.split(self.film(q), [c, c, c, c], 1)
         h = self.h1(_with_coords(h * (1 + g1[:, :, None, None]) + b1[:, :, None, None]))
         h = F.relu(self.h2(h) * (1 + g2[:, :, None, None]) + b2[:, :, None, None])
-        return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1))
+        logits: torch.Tensor = self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3)), q], 1))
+        return logits
 
     def sign_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.sign(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        logits: torch.Tensor = self.sign(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        return logits
 
 
 class AnswerVocabulary:
@@ -215,8 +226,8 @@ def _with_coords(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, xs, ys], 1)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA,
-                                             "mono_open": OpenVQA}
+ARCHITECTURES: dict[str, type[Architecture]] = {"segdet": SegDet, "attr": AttrNet, "mono": MonoVQA,
+                                                "mono_open": OpenVQA}
 
 
 def encode_question(question: str) -> torch.Tensor:
@@ -266,10 +277,14 @@ def components(classes: np.ndarray, min_area: int) -> list[tuple[int, Box]]:
         lab = new
     ys, xs = np.nonzero(fg)
     roots, inv, counts = np.unique(lab[ys, xs], return_inverse=True, return_counts=True)
-    x0 = np.full(len(roots), w); y0 = np.full(len(roots), h)
-    x1 = np.zeros(len(roots), int); y1 = np.zeros(len(roots), int)
-    np.minimum.at(x0, inv, xs); np.minimum.at(y0, inv, ys)
-    np.maximum.at(x1, inv, xs + 1); np.maximum.at(y1, inv, ys + 1)
+    x0 = np.full(len(roots), w)
+    y0 = np.full(len(roots), h)
+    x1 = np.zeros(len(roots), int)
+    y1 = np.zeros(len(roots), int)
+    np.minimum.at(x0, inv, xs)
+    np.minimum.at(y0, inv, ys)
+    np.maximum.at(x1, inv, xs + 1)
+    np.maximum.at(y1, inv, ys + 1)
     cls = classes.ravel()[roots]
     return [(int(cls[i]), (int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])))
             for i in np.argsort(roots, kind="stable") if counts[i] >= min_area]
@@ -366,7 +381,7 @@ class TorchVisionBackend(Backend):
             groups[call.function].append(i)
         for function, idxs in groups.items():
             answers = self._answer(function, [calls[i] for i in idxs])
-            for i, a in zip(idxs, answers):
+            for i, a in zip(idxs, answers, strict=True):
                 out[i] = a
         if not calls:
             return []
@@ -375,14 +390,14 @@ class TorchVisionBackend(Backend):
                 for value, confidence in out]
 
     def _answer(self, function: str, calls: list[Call]) -> list[tuple[Any, float | None]]:
-        """(answer, the model's probability for it; None for detections and empty patches)."""
+        """(answer, the model's confidence in it; None for empty patches)."""
         for c in calls:
             self._check_args(c)
         live = [i for i, c in enumerate(calls) if not _empty(c.image)]
         answers: list[tuple[Any, float | None]] = [(self._empty_answer(c), None) for c in calls]
         for start in range(0, len(live), CHUNK):  # bounded memory for big batches
             part = [calls[i] for i in live[start:start + CHUNK]]
-            images = [_canvas(c.image) if isinstance(self.model, SegDet) else c.image for c in part]
+            images = [_canvas(pixels(c)) if isinstance(self.model, SegDet) else pixels(c) for c in part]
             batch = to_batch(images, self.spec.input_size)
             results: list[tuple[Any, float | None]]
             with torch.inference_mode():
@@ -391,6 +406,7 @@ class TorchVisionBackend(Backend):
                 elif isinstance(self.model, AttrNet):
                     results = self._attributes(batch, part)
                 elif isinstance(self.model, OpenVQA):
+                    assert self.vocab is not None  # setup loads one for every OpenVQA
                     q = torch.stack([encode_question(c.args[0]) for c in part])
                     results = self.vocab.decode(self.model(batch, q), [c.args[0] for c in part])
                 else:
@@ -399,7 +415,7 @@ class TorchVisionBackend(Backend):
                     yes = torch.sigmoid(logits).tolist()
                     results = [("yes", p) if v > 0 else ("no", 1.0 - p)
                                for v, p in zip(logits.tolist(), yes, strict=True)]
-            for i, r in zip(live[start:start + CHUNK], results):
+            for i, r in zip(live[start:start + CHUNK], results, strict=True):
                 answers[i] = r
         return answers
 
@@ -421,24 +437,31 @@ class TorchVisionBackend(Backend):
             return []
         if call.function == "query":
             if isinstance(self.model, OpenVQA):  # nothing to see: "no" if it must say yes/no
+                assert self.vocab is not None  # setup loads one for every OpenVQA
                 allowed = {self.vocab.answers[i] for i in self.vocab.allowed(call.args[0])}
                 return "no" if allowed == {"yes", "no"} else "N/A"
             return "no" if isinstance(self.model, MonoVQA) else "unknown"
         return _EMPTY_ANSWER[call.function]
 
     def _detect(self, batch: torch.Tensor, calls: list[Call]) -> list[tuple[Any, float | None]]:
-        classes = self.model(batch).argmax(1).to(torch.int8).numpy()
+        logits = self.model(batch)
+        classes = logits.argmax(1).to(torch.int8).numpy()
+        probs = logits.softmax(1).numpy()
         size = self.spec.input_size
         min_area = max(1, round(MIN_AREA_FRAC * size * size))
         out: list[tuple[Any, float | None]] = []
-        for cmap, call in zip(classes, calls):
+        for cmap, prob, call in zip(classes, probs, calls, strict=True):
             keep = _shape_filter(call.args[0])
-            h, w = call.image.shape[:2]
+            h, w = pixels(call).shape[:2]
             ch, cw = max(h, CANVAS), max(w, CANVAS)
-            boxes = [_clip(_scale_box(b, size, cw, ch), w, h)
+            found = [(c, b, _clip(_scale_box(b, size, cw, ch), w, h))
                      for c, b in components(cmap, min_area) if c in keep]
-            boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
-            out.append(({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function], None))
+            found = [(c, b, box) for c, b, box in found if box[2] > box[0] and box[3] > box[1]]
+            boxes = [box for _, _, box in found]
+            confidence = _detection_confidence(call.function, prob[sorted(keep)].sum(0), cmap,
+                                               [(c, b) for c, b, _ in found])
+            out.append(({"find": boxes, "exists": bool(boxes), "count": len(boxes)}[call.function],
+                        confidence))
         return out
 
     def _attributes(self, batch: torch.Tensor, calls: list[Call]) -> list[tuple[Any, float | None]]:
@@ -480,6 +503,31 @@ class TorchVisionBackend(Backend):
 
     def params(self) -> int:
         return int(sum(p.numel() for p in self.model.parameters()))
+
+
+def _detection_confidence(function: str, wanted: np.ndarray, classes: np.ndarray,
+                          found: list[tuple[int, Box]]) -> float:
+    """A detector's confidence in its answer, from the per-pixel class probabilities it
+    already computed (the answer itself comes from the arg-max map, unchanged).
+
+    ``wanted``: per map pixel, the probability of a wanted shape; ``found``: the kept
+    components (class, box in map pixels). A detection's confidence is the mean probability
+    of its class over its pixels; "nothing else is there" is 1 - the highest ``wanted``
+    probability outside the detections (a faint or too-small object lowers it). ``exists``
+    is as sure as its best detection (or, with none, as sure that nothing is there);
+    ``find`` and ``count`` as their least sure part.
+    """
+    missed = wanted.copy()
+    detections = []
+    for c, (x0, y0, x1, y1) in found:
+        mask = classes[y0:y1, x0:x1] == c
+        region = wanted[y0:y1, x0:x1]
+        detections.append(float(region[mask].mean()) if mask.any() else float(region.max()))
+        missed[y0:y1, x0:x1] = 0.0
+    absent = 1.0 - float(missed.max()) if missed.size else 1.0
+    if function == "exists":
+        return max(detections) if detections else absent
+    return min([absent, *detections])
 
 
 def _attr_kind(question: str) -> str | None:

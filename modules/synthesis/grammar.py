@@ -35,7 +35,8 @@ _COLOUR = "|".join(COLOURS)
 _NP = rf"(?:a|an|any)\s+(?:(?P<{{c}}>{_COLOUR})\s+)?(?P<{{s}}>{_NOUN})"
 _REL = r"(?:to\s+the\s+)?(?P<rel>left\s+of|right\s+of|above|below)"
 _SINGLE = re.compile(rf"^is\s+there\s+{_NP.format(c='c1', s='s1')}$")
-_RELATION = re.compile(rf"^is\s+there\s+{_NP.format(c='c1', s='s1')}\s+{_REL}\s+{_NP.format(c='c2', s='s2')}$")
+_RELATION = re.compile(
+    rf"^is\s+there\s+{_NP.format(c='c1', s='s1')}\s+{_REL}\s+{_NP.format(c='c2', s='s2')}$")
 _AND = re.compile(rf"^is\s+there\s+{_NP.format(c='c1', s='s1')}\s+and\s+{_NP.format(c='c2', s='s2')}$")
 _QUANTITY = "|".join(q.replace(" ", r"\s+") for q in QUANTITIES)
 _NUMBER = "|".join(NUMBERS)

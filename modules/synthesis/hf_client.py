@@ -32,7 +32,8 @@ def load_causal_lm(path: str, device: str = "cpu", dtype: str = "float32") -> tu
                     path, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
             except (OSError, ValueError) as exc:
                 raise LLMError(f"cannot load a causal LM from {path!r}: {exc}") from exc
-            _loaded[key] = (tokenizer, model.to(device).eval())
+            # PreTrainedModel.to is wrapped by functools.wraps, which mypy types as unbound
+            _loaded[key] = (tokenizer, model.to(device).eval())  # type: ignore[arg-type]
         return _loaded[key]
 
 
@@ -50,7 +51,8 @@ class TransformersChatClient:
     def render(self, tokenizer: Any, messages: list[Message]) -> str:
         """The prompt text for ``messages``."""
         if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompt: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return prompt
         return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
     def complete(self, messages: list[Message]) -> Completion:
@@ -58,7 +60,8 @@ class TransformersChatClient:
 
         tokenizer, model = load_causal_lm(self.path, self.device, self.dtype)
         ids = tokenizer(self.render(tokenizer, messages), return_tensors="pt")["input_ids"]
-        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        limit = (getattr(model.config, "max_position_embeddings", None)
+                 or getattr(model.config, "n_positions", None))
         new_tokens = self.max_new_tokens
         if limit:
             new_tokens = min(new_tokens, max(limit // 2, 1))

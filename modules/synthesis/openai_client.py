@@ -75,7 +75,8 @@ class OpenAIChatClient:
                 hint = " (check the API key)" if response.status_code in (401, 403) else ""
                 raise LLMError(f"{self.url}: HTTP {response.status_code}{hint}: {response.text[:300]}")
             try:
-                return response.json()
+                reply: dict[str, Any] = response.json()
+                return reply
             except ValueError as exc:
                 raise LLMError(f"{self.url}: reply is not JSON: {response.text[:200]!r}") from exc
         raise AssertionError("unreachable")

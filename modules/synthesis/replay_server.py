@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,7 +26,7 @@ class Reply:
     usage: tuple[int, int] = (10, 5)  # prompt_tokens, completion_tokens
 
 
-Script = list["Reply | str | Callable[[dict[str, Any]], Reply | str]"]
+Script = Sequence["Reply | str | Callable[[dict[str, Any]], Reply | str]"]
 
 
 class ReplayChatServer:
@@ -43,6 +43,7 @@ class ReplayChatServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address
         return f"http://{host}:{port}/v1"
 
     def __enter__(self) -> ReplayChatServer:
@@ -57,7 +58,8 @@ class ReplayChatServer:
         with self._lock:
             self.requests.append({"body": body, "headers": headers})
             if not self.script:
-                return Reply(status=500, body=f"replay script exhausted after {len(self.requests) - 1} replies")
+                return Reply(status=500,
+                             body=f"replay script exhausted after {len(self.requests) - 1} replies")
             entry = self.script.pop(0)
         if callable(entry):
             entry = entry(body)

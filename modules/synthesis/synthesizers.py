@@ -13,6 +13,7 @@ from typing import Protocol
 
 from modules.synthesis import grammar
 from modules.synthesis.api import PROMPT_VERSION, repair_prompt, system_prompt, task_prompt
+from modules.synthesis.errors import GrammarError
 
 Message = dict[str, str]
 
@@ -60,8 +61,8 @@ class GrammarSynthesizer:
 
     def propose(self, task_text: str, answer_type: str, history: list[Attempt]) -> str:
         if answer_type != "bool":
-            raise grammar.GrammarError(f"the grammar compiler writes yes/no programs only, "
-                                       f"not answer_type {answer_type!r}")
+            raise GrammarError(f"the grammar compiler writes yes/no programs only, "
+                               f"not answer_type {answer_type!r}")
         return grammar.compile_task(task_text)
 
 

@@ -75,7 +75,7 @@ class _Checker:
         self.answer_type = answer_type
         self.issues: list[str] = []
 
-    def issue(self, node: ast.AST, message: str) -> None:
+    def issue(self, node: ast.stmt | ast.expr, message: str) -> None:
         self.issues.append(f"line {node.lineno}, col {node.col_offset}: {message}")
 
     def block(self, body: list[ast.stmt], env: Env) -> tuple[Env, bool]:
@@ -88,7 +88,9 @@ class _Checker:
 
     def stmt(self, node: ast.stmt, env: Env) -> tuple[Env, bool]:
         if isinstance(node, ast.Assign):
-            return {**env, node.targets[0].id: _Var(self.expr(node.value, env), True)}, False
+            target = node.targets[0]
+            assert isinstance(target, ast.Name)  # parse_program admits plain-name targets only
+            return {**env, target.id: _Var(self.expr(node.value, env), True)}, False
         if isinstance(node, ast.Return):
             self.returned(node, "none" if node.value is None else self.expr(node.value, env))
             return env, True
@@ -106,6 +108,7 @@ class _Checker:
             if not (items.startswith("list[") or items == "any"):
                 self.issue(node.iter, f"for-loops iterate over lists; this is {_a(items)}")
             element = items[5:-1] if items.startswith("list[") else "any"
+            assert isinstance(node.target, ast.Name)  # parse_program admits plain-name targets only
             body_env, _ = self.block(node.body, {**env, node.target.id: _Var(element, True)})
             return _merge(env, body_env), False  # the body may run zero times
         return env, False
@@ -170,7 +173,7 @@ class _Checker:
 
     def _Compare(self, node: ast.Compare, env: Env) -> str:
         left = self.expr(node.left, env)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.expr(comparator, env)
             self.compare(node, op, left, right)
             left = right
@@ -240,6 +243,7 @@ class _Checker:
             expected, ret = METHOD_SIGNATURES[node.func.attr]
             self.arguments(node, f".{node.func.attr}()", args, expected)
             return ret
+        assert isinstance(node.func, ast.Name)  # parse_program admits calls by name or of patch methods
         name = node.func.id
         if name in FUNCTION_SIGNATURES:
             expected, ret = FUNCTION_SIGNATURES[name]
@@ -252,9 +256,10 @@ class _Checker:
 
     def arguments(self, node: ast.Call, what: str, args: list[str], expected: tuple[str, ...]) -> None:
         if len(args) != len(expected):
-            self.issue(node, f"{what} takes {len(expected)} arguments ({', '.join(expected)}), got {len(args)}")
+            self.issue(node, f"{what} takes {len(expected)} arguments ({', '.join(expected)}), "
+                             f"got {len(args)}")
             return
-        for k, (actual, want) in enumerate(zip(args, expected), start=1):
+        for k, (actual, want) in enumerate(zip(args, expected, strict=True), start=1):
             if not fits(actual, want):
                 self.issue(node.args[k - 1], f"{what} argument {k} must be {_a(want)}, got {_a(actual)}")
 
@@ -290,5 +295,6 @@ def _merge(a: Env, b: Env) -> Env:
         if va and vb:
             out[name] = _Var(join(va.type, vb.type), va.definite and vb.definite)
         else:
-            out[name] = _Var((va or vb).type, False)
+            only = va or b[name]  # the name is in a or in b
+            out[name] = _Var(only.type, False)
     return out

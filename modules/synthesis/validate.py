@@ -30,7 +30,7 @@ class Validation:
 
 def extract_code(text: str) -> str:
     """The program in an LLM answer: the first fenced block with a ``def``, else from ``def`` on."""
-    blocks = [b for b in _FENCE.findall(text) if "def " in b]
+    blocks: list[str] = [b for b in _FENCE.findall(text) if "def " in b]
     if blocks:
         return blocks[0].strip() + "\n"
     start = text.find("def ")

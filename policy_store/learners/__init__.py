@@ -1,6 +1,7 @@
 """Learner registry: name -> "module:Class", imported on first use, plus constructors.
 
-    LEARNERS = {"thompson", "thompson-shared", "paper", "cheapest", "largest", "random", "fixed"}
+    LEARNERS = {"thompson", "thompson-shared", "paper", "cascade", "cheapest", "largest", "random",
+                "fixed"}
 
 Classes are imported lazily (like ``modules.registry.KINDS`` for backends) so that importing
 this package, the flows or the policy store never imports torch: only the ``paper`` learner
@@ -21,6 +22,7 @@ LEARNERS: dict[str, str] = {
     "thompson": "policy_store.learners.thompson:ThompsonLearner",
     "thompson-shared": "policy_store.learners.shared:SharedThompsonLearner",
     "paper": "policy_store.learners.paper:PaperLearner",
+    "cascade": "policy_store.learners.cascade:CascadeLearner",
     "cheapest": "policy_store.learners.fixed:CheapestLearner",
     "largest": "policy_store.learners.fixed:LargestLearner",
     "random": "policy_store.learners.fixed:RandomLearner",

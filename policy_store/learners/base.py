@@ -10,6 +10,7 @@ import numpy as np
 
 from policy_store.errors import LearnerError
 from policy_store.learners.config import LearnerConfig
+from storage.records import RungRecord
 
 #: What a learner's ``features`` are (``policy_store.learners.features.item_features`` computes
 #: them from the item's image): ``"embedding"``, the image embedding of ``modules.embedding``
@@ -33,6 +34,9 @@ class Example:
     ``reward`` is the loss part only (-loss/N); ``cost`` is the normalised cost of
     the call, which learners weigh with ``config.lam`` themselves. ``item_id`` names
     the item the call site ran for ("" when unknown); learners that count items use it.
+    ``rungs`` are the call site's rung answers when its router escalates
+    (``DecisionRecord.rungs``; empty otherwise) and ``label`` the item's label where the
+    caller passes it (None otherwise): what a cascade learner calibrates against.
     """
 
     call_site: str
@@ -42,6 +46,8 @@ class Example:
     propensity: float
     cost: float
     item_id: str = ""
+    rungs: tuple[RungRecord, ...] = ()
+    label: bool | str | None = None
 
 
 class Learner(ABC):
@@ -51,6 +57,10 @@ class Learner(ABC):
     #: The features ``choose`` and ``Example.features`` carry; see ``FeatureKind``. Learners
     #: that ignore features (the fixed baselines) keep the embedding, which the flows store.
     feature_kind: ClassVar[FeatureKind] = "embedding"
+    #: Whether the learner decides escalations (``escalate``): then a call site runs the
+    #: chosen backend first and the call is re-issued on a larger one while the learner does
+    #: not trust the answer (``policies.routing.CascadeRouter``).
+    escalates: ClassVar[bool] = False
 
     def __init__(
         self, config: LearnerConfig, arms: dict[str, list[str]], costs: dict[str, float]
@@ -82,6 +92,13 @@ class Learner(ABC):
         costs: dict[str, float],
     ) -> Learner:
         """Rebuild a learner from ``to_bytes`` output."""
+
+    def escalate(self, call_site: str, backend: str, confidence: float | None, positive: bool,
+                 features: np.ndarray, rng: np.random.Generator, failed: bool = False) -> Choice | None:
+        """After ``backend`` answered a call of ``call_site`` (with ``confidence``, a
+        ``positive`` answer or not, or ``failed``): the larger backend to re-issue the call
+        on, or None to keep the answer. Learners that do not escalate keep every answer."""
+        return None
 
     def candidates(self, call_site: str) -> list[str]:
         """The candidate backends of ``call_site``; LearnerError if the site is unknown."""

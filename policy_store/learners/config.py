@@ -77,3 +77,20 @@ class LearnerConfig(BaseModel):
         "mean", description="Paper learner: REINFORCE baseline; 'mean' subtracts the buffer's "
         "mean reward per call site, 'none' is the authors' code (no baseline)."
     )
+    # --- cascade learner (policy_store/learners/cascade.py): call-site cascades ---
+    cascade_z: float = Field(
+        1.0, ge=0.0, description="Cascade: standard errors added to each confidence bin's estimated "
+        "disagreement rate (pessimism; with no evidence every answer escalates)."
+    )
+    cascade_audit: float = Field(
+        0.05, ge=0.0, le=1.0, description="Cascade: share of trusted answers escalated anyway (and of "
+        "items started on the cheapest rung) to keep calibrating, scaled down for costly rungs."
+    )
+    cascade_audit_cost: float = Field(
+        0.01, gt=0.0, description="Cascade: next-rung cost (monolithic calls) above which the audit "
+        "share shrinks in proportion."
+    )
+    cascade_min_evidence: int = Field(
+        50, ge=0, description="Cascade: answers a rung must have given at a call site before an item "
+        "may start above it (skip a rung that rarely keeps its answer)."
+    )

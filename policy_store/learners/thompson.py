@@ -103,7 +103,7 @@ class ThompsonLearner(Learner):
         for i, arm in enumerate(keys):
             arrays[f"A{i}"], arrays[f"b{i}"] = self._stats[arm]
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, allow_pickle=False, **arrays)
         return buf.getvalue()
 
     @classmethod

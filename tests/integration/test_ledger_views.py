@@ -123,7 +123,9 @@ def test_runs_carry_tags_and_publish_artifacts_with_stable_keys(ledger: dict[str
     assert {r["call_site"] for r in rows} == {"exists@2:11", "verify_property@4:11"}
     assert "savings vs monolithic so far" in str(feedback[0].data)
     assert {"fmp", "stream:s1", "query:red_circle"} <= set(runs[0].tags)
-    assert tasks and all("stream:s1" in t.tags for t in tasks)
+    # task runs are found through their tagged flow run; tagging them too costs a server
+    # round trip per task run (tag concurrency slots)
+    assert tasks and all(t.flow_run_id == runs[0].id for t in tasks)
     assert Path(ledger["db_path"]).exists()
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from benchmarks.counterfactual import CallCache, cached_round_runner, oracle_runs
 from modules.backends.base import Backend, Call, Output
+from modules.catalog import FakeSpec
 from modules.executor import BatchExecutor, ItemInput, Route
 from modules.program import parse_program
+from modules.registry import Registry
 from modules.tasks import local_round_runner
 
 PROGRAM = parse_program(
@@ -27,7 +30,7 @@ class Detector(Backend):
     kind = "scripted"
 
     def __init__(self, sloppy: bool, flops: float) -> None:
-        super().__init__(SimpleNamespace(name="sloppy" if sloppy else "exact", price=0.0))
+        super().__init__(FakeSpec(name="sloppy" if sloppy else "exact", functions=["exists"], price=0.0))
         self.sloppy, self._flops, self.seen = sloppy, flops, 0
 
     def setup(self) -> None:
@@ -49,11 +52,14 @@ class Detector(Backend):
         return 7
 
 
-class Registry:
+class ScriptedRegistry(Registry):
+    """The two detectors, built here rather than from a catalog."""
+
     def __init__(self) -> None:
+        super().__init__([])
         self.backends = {"cheap": Detector(True, 1.0), "big": Detector(False, 10.0)}
 
-    def get(self, name):
+    def get(self, name: str) -> Backend:
         return self.backends[name]
 
 
@@ -77,27 +83,32 @@ class Pinned:
 
 def brute_force(images, truth, registry):
     """Cheapest right run per item over every static configuration (the program is small)."""
-    best = [None] * len(images)
+    best: list[float | None] = [None] * len(images)
     sites = [s.id for s in PROGRAM.call_sites]
     for combo in itertools.product(["cheap", "big"], repeat=len(sites)):
-        pins = dict(zip(sites, combo))
+        pins = dict(zip(sites, combo, strict=True))
         out = BatchExecutor(PROGRAM, Pinned(pins), local_round_runner(registry)).run(
             [ItemInput(str(i), im, np.zeros(1)) for i, im in enumerate(images)])
         for i, o in enumerate(out):
             cost = sum(d.flops for d in o.decisions)
-            if o.answer == truth[i] and (best[i] is None or cost < best[i]):
+            known = best[i]
+            if o.answer == truth[i] and (known is None or cost < known):
                 best[i] = cost
     return best
 
 
+def equals(truth: object) -> Callable[[Any], bool]:
+    return lambda a: a == truth
+
+
 def test_oracle_finds_the_cheapest_right_run_of_every_item():
-    registry = Registry()
+    registry = ScriptedRegistry()
     images = [image(c, s) for c, s in CASES]
     truth = [c and s for c, s in CASES]
     runs = oracle_runs(PROGRAM, images, ARMS, CallCache(registry),
-                       [lambda a, t=t: a == t for t in truth])
+                       [equals(t) for t in truth])
     assert [r.found for r in runs] == [True] * 4
-    assert [r.flops for r in runs] == brute_force(images, truth, Registry())
+    assert [r.flops for r in runs] == brute_force(images, truth, ScriptedRegistry())
     # circle but no square: the sloppy detector says "square", so the oracle pays for the big one
     assert runs[1].flops == 11.0 and runs[1].assignment == {"exists@2:11": "cheap", "exists@4:11": "big"}
     # no circle: one cheap call decides, the second site never runs
@@ -105,14 +116,14 @@ def test_oracle_finds_the_cheapest_right_run_of_every_item():
 
 
 def test_oracle_reports_when_no_run_is_right():
-    registry = Registry()
+    registry = ScriptedRegistry()
     runs = oracle_runs(PROGRAM, [image(True, True)], ARMS, CallCache(registry), [lambda a: a == "never"])
     assert not runs[0].found
     assert runs[0].flops == 2.0  # the cheapest complete run seen
 
 
 def test_cached_runner_answers_each_call_once_and_matches_the_models():
-    registry = Registry()
+    registry = ScriptedRegistry()
     cache = CallCache(registry)
     images = [image(c, s) for c, s in CASES]
     items = [ItemInput(str(i), im, np.zeros(1)) for i, im in enumerate(images)]
@@ -122,7 +133,7 @@ def test_cached_runner_answers_each_call_once_and_matches_the_models():
     again = BatchExecutor(PROGRAM, pins, cached_round_runner(cache)).run(items)
     assert registry.backends["big"].seen == computed  # nothing recomputed
     assert cache.reused == computed
-    direct = BatchExecutor(PROGRAM, pins, local_round_runner(Registry())).run(items)
+    direct = BatchExecutor(PROGRAM, pins, local_round_runner(ScriptedRegistry())).run(items)
     assert [o.answer for o in first] == [o.answer for o in again] == [o.answer for o in direct]
     assert [o.decisions for o in again] == [o.decisions for o in first]  # a cached answer costs the same
     assert [sum(d.flops for d in o.decisions) for o in again] == \

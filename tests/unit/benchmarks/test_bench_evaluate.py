@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.evaluate.cli import evaluate, parser
 from benchmarks.evaluate.runners import ALL_POLICIES, LAMBDA_POLICIES, RUNNERS
+from benchmarks.speed import differences
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "eval-binary.json"
     argv = ["--benchmark", "binary", "--query", "red_circle_left_of_blue_square", "--scenes", "40",
             "--batch-size", "8", "--lam", "1", "8", "--paper-width", "4", "--paper-input", "16",
-            "--out", str(out)]
+            "--out", str(out), "--call-table", str(out.parent / "calls")]
     results = {}  # the per-item results, for invariants below
     rep = evaluate(parser().parse_args(argv), on_query=lambda query, got: results.update(got))
     return rep, results, out
@@ -30,8 +31,10 @@ def test_every_policy_is_reported_with_its_cost_and_the_plot_is_written(report):
     assert rep["table"]["oracle"]["cost_vs_oracle"] == pytest.approx(1.0)
     for name in LAMBDA_POLICIES:
         assert [r["lam"] for r in rep["sweep"][name]] == [1.0, 8.0]
-    # the paper's learner pays for its own networks; fmp's for its embedding
-    assert rep["table"]["paper"]["policy_gflops_per_item"] > rep["table"]["fmp"]["policy_gflops_per_item"] > 0
+    # the paper's learner pays for its own networks; fmp's learners for their embedding (fmp also
+    # for its shadow runs' calls, whichever policy computed them first)
+    assert rep["table"]["paper"]["policy_gflops_per_item"] > rep["table"]["learned"]["policy_gflops_per_item"] > 0
+    assert rep["table"]["fmp"]["policy_gflops_per_item"] > 0
     assert rep["table"]["cheapest"]["policy_gflops_per_item"] == 0
     assert rep["decision_us_per_call_site"]["fmp"] > 0
 
@@ -49,7 +52,7 @@ def test_the_oracle_is_right_whenever_any_policy_is_and_never_costs_more(report)
 
 def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
     assert set(RUNNERS) == set(ALL_POLICIES)
-    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget"}
+    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget", "cascade"}
     order = list(RUNNERS)
     for name, runner in RUNNERS.items():
         for need in runner.needs:
@@ -59,7 +62,8 @@ def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
 def test_a_policy_table_is_injected_and_only_asked_policies_are_reported(tmp_path):
     out = tmp_path / "eval-binary.json"
     argv = ["--benchmark", "binary", "--query", "red_circle_left_of_blue_square", "--scenes", "8",
-            "--batch-size", "4", "--lam", "1", "2", "--policies", "cheapest", "static", "--out", str(out)]
+            "--batch-size", "4", "--lam", "1", "2", "--policies", "cheapest", "static", "--out", str(out),
+            "--no-call-table"]
     table = {n: RUNNERS[n] for n in ("cheapest", "largest", "static")}
     seen = {}
     rep = evaluate(parser().parse_args(argv), runners=table, on_query=lambda query, got: seen.update({query: got}))
@@ -79,3 +83,21 @@ def test_a_policy_outside_the_table_is_a_clear_error():
 def test_unknown_query_is_a_clear_error():
     with pytest.raises(SystemExit, match="unknown query id"):
         evaluate(parser().parse_args(["--query", "no_such_query", "--scenes", "5"]))
+
+
+def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
+    """--jobs 2 from an empty call table, then a re-run from the table it left, report every
+    policy's numbers at every λ exactly as today's path (--baseline) does; the re-run computes
+    no model call."""
+    argv = ["--benchmark", "binary", "--max-queries", "2", "--scenes", "12", "--batch-size", "4",
+            "--lam", "1", "4", "--paper-width", "4", "--paper-input", "16"]
+    table = ["--call-table", str(tmp_path / "calls")]
+    base = evaluate(parser().parse_args([*argv, "--baseline", "--out", str(tmp_path / "base.json")]))
+    cold = evaluate(parser().parse_args([*argv, *table, "--jobs", "2", "--out", str(tmp_path / "cold.json")]))
+    warm = evaluate(parser().parse_args([*argv, *table, "--out", str(tmp_path / "warm.json")]))
+    assert set(base["sweep"]) == set(ALL_POLICIES)
+    assert differences(base, cold) == [] and differences(base, warm) == []
+    assert cold["model_calls"]["stored"] == cold["model_calls"]["computed"] > 0
+    assert warm["model_calls"]["computed"] == 0 and warm["model_calls"]["loaded"] == cold["model_calls"]["stored"]
+    assert base["call_table"] is None and base["model_calls"]["stored"] == 0
+

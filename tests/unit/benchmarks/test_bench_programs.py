@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.queryset import default_queryset, load_queryset
+from benchmarks.queryset import Hint, default_queryset, load_queryset
 from benchmarks.sampling import draw_item
 from benchmarks.truth import NA, load_facts, normalise_answer
 from modules.executor import BatchExecutor, ItemInput
@@ -22,6 +22,7 @@ def test_reference_programs_match_truth_on_exact_modules(benchmark: str) -> None
     wrong = []
     for query in qs.queries:
         drawn = []
+        hint: Hint | None
         for k in range(4):  # positive / near miss or distractor / two random
             if k == 0:
                 hint, want = query.positive[0], (lambda a: a is True) if qs.answer_type == "bool" else (lambda a: a != NA)
@@ -36,7 +37,7 @@ def test_reference_programs_match_truth_on_exact_modules(benchmark: str) -> None
         oracle = Oracle([it for it, _ in drawn])
         ex = BatchExecutor(parse_program(query.program), oracle, oracle, qs.answer_type)
         outs = ex.run([ItemInput(f"i{i}", it.image, np.zeros(1)) for i, (it, _) in enumerate(drawn)])
-        for (item, answer), out in zip(drawn, outs):
+        for (item, answer), out in zip(drawn, outs, strict=True):
             got = out.answer if qs.answer_type == "bool" else normalise_answer(str(out.answer))
             if out.status != "ok" or got != answer:
                 wrong.append((query.id, item.seed, answer, out.answer, out.error))

@@ -12,6 +12,7 @@ from benchmarks.signs import SIGN_WORDS, draw_sign, random_sign_text, render_ite
 def test_render_item_is_deterministic_and_records_the_sign() -> None:
     a, b = render_item(5, sign="STOP"), render_item(5, sign="STOP")
     assert np.array_equal(a.image, b.image)
+    assert a.sign is not None
     assert (a.difficulty, a.sign_text, a.sign.box, a.sign.font_size) == ("medium", "STOP", (74, 90, 110, 105), 12)
 
 

@@ -82,7 +82,7 @@ def test_publish_writes_batches_labels_and_summary(tmp_path: Path, capsys: pytes
     items = [it for b in ("b0000", "b0001", "b0002") for it in batches.read_manifest(store, stream, b).records]
     assert len(labels) == len(items) == 30
     assert sum(lab.answer is True for lab in labels) == 1  # max(1, round(30 / 101))
-    positive = next(it for it, lab in zip(items, labels) if lab.answer is True)
+    positive = next(it for it, lab in zip(items, labels, strict=True) if lab.answer is True)
     assert (positive.meta["kind"], positive.meta["sign_text"]) == ("positive", "STOP")
     redrawn = render_item(positive.meta["seed"], [tuple(f) for f in positive.meta["force"]], positive.meta["sign"])
     assert redrawn.sign_text == "STOP" and redrawn.difficulty == positive.meta["difficulty"]

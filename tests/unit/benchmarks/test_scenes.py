@@ -124,6 +124,7 @@ def test_the_scene_vocabulary_has_one_definition() -> None:
     from modules.synthesis import grammar
 
     assert SHAPES is vocab.SHAPES and COLOURS is vocab.COLOURS
-    assert grammar.SHAPES is vocab.SHAPES and grammar.COLOURS is vocab.COLOURS
+    # the names grammar imports (not re-exported, so read from its namespace)
+    assert vars(grammar)["SHAPES"] is vocab.SHAPES and vars(grammar)["COLOURS"] is vocab.COLOURS
     assert SHAPES == ("circle", "square", "triangle")  # the detectors' class order: 1 + index
     assert COLOURS == ("red", "orange", "yellow", "green", "blue", "purple")  # classifier order

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from flows.artifacts import (FeedbackReport, artifact_key, batch_description, batch_table,
-                             feedback_markdown, flops_text, money_text)
+from flows.artifacts import (
+    FeedbackReport,
+    artifact_key,
+    batch_description,
+    batch_table,
+    feedback_markdown,
+    flops_text,
+    money_text,
+)
 from storage.records import DecisionRecord, ResultRow
 
 

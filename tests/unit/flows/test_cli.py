@@ -78,6 +78,7 @@ def test_ledger_while_a_writer_holds_the_file_is_one_line_after_the_timeout(
         db: Path, capfd: pytest.CaptureFixture[str]) -> None:
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout is not None  # stdout=PIPE
         assert holder.stdout.readline() == "holding\n"
         start = time.monotonic()
         code = main(["--db", str(db), "ledger", "--lock-timeout", "1", "SELECT 1"])

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tiny_models
 from PIL import Image
 
 from modules.backends.base import Call, CallFailure
@@ -25,6 +24,8 @@ from modules.program import parse_program
 from modules.registry import KINDS, Registry
 from modules.synthesis.replay_server import ReplayChatServer, Reply
 from modules.tasks import local_round_runner
+
+import tiny_models
 
 PAPER = Path(__file__).resolve().parents[3] / "modules" / "catalogs" / "paper.yaml"
 IMAGE = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)  # h 40, w 50
@@ -62,6 +63,8 @@ def _values(outputs: list) -> list:
 
 
 def test_zero_shot_detection_finds_boxes_in_the_call_image(models) -> None:
+    from modules.backends.hf import TransformersBackend
+
     registry = Registry(parse_catalog([
         _hf("owl", models["owlvit"], "zero-shot-object-detection", ["find", "exists", "count"], threshold=0.0),
         _hf("owl-strict", models["owlvit"], "zero-shot-object-detection", ["find", "exists", "count"],
@@ -78,6 +81,7 @@ def test_zero_shot_detection_finds_boxes_in_the_call_image(models) -> None:
     assert _values(registry.get("owl-strict").infer(_calls(("find", ("circle",)), ("exists", ("circle",)),
                                                            ("count", ("circle",))))) == [[], False, 0]
     n = backend.params()
+    assert isinstance(backend, TransformersBackend)
     assert n == sum(p.numel() for p in backend._model.parameters()) and n > 0
     assert backend.flops(Call("find", IMAGE, ("circle",))) == 2.0 * n
     assert {(o.usage.flops, o.usage.params, o.usage.tokens, o.usage.confidence) for o in outputs} == {
@@ -156,13 +160,17 @@ def _vision_answer(body: dict[str, Any]) -> Reply | str:
     text = content[0]["text"]
     if text.startswith("Find every"):
         return '```json\n[{"bbox_2d": [1, 2, 10, 12], "label": "circle"}, [30, 20, 100, 100], [60, 0, 70, 5]]\n```'
-    return {"Is there a circle in the image? Answer yes or no.": "Yes, there is.",
-            "How many circles are in the image? Answer with a number.": Reply("There are three.", usage=(300, 4)),
-            "Is the circle in the image red? Answer yes or no.": "no",
-            "What colour is it?": "Purple.", "Capital of France?": "Paris"}[text]
+    answers: dict[str, Reply | str] = {
+        "Is there a circle in the image? Answer yes or no.": "Yes, there is.",
+        "How many circles are in the image? Answer with a number.": Reply("There are three.", usage=(300, 4)),
+        "Is the circle in the image red? Answer yes or no.": "no",
+        "What colour is it?": "Purple.", "Capital of France?": "Paris"}
+    return answers[text]
 
 
 def test_openai_vision_chat_sends_images_retries_and_parses_answers() -> None:
+    from modules.backends.openai_compat import OpenAIBackend
+
     script: list = [Reply(status=503, body="warming up")] + [_vision_answer] * 6
     with ReplayChatServer(script, model="qwen-vl") as server:
         registry = Registry(parse_catalog([{
@@ -171,6 +179,7 @@ def test_openai_vision_chat_sends_images_retries_and_parses_answers() -> None:
             "backoff_s": 0.01, "max_concurrency": 3, "n_params": 1000,
             "price_per_1m_input_tokens": 2.0, "price_per_1m_output_tokens": 10.0}]))
         backend = registry.get("vlm")
+        assert isinstance(backend, OpenAIBackend)
         calls = _calls(("exists", ("circle",)), ("count", ("circle",)), ("verify_property", ("circle", "red")),
                        ("find", ("circle",)), ("query", ("What colour is it?",)),
                        ("llm_query", ("Capital of France?",)))

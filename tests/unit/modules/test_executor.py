@@ -95,7 +95,7 @@ def test_wrong_answer_type_is_an_item_failure() -> None:
     program = parse_program('def f(image):\n    return "maybe"\n')
     (out,) = BatchExecutor(program, _Fixed("cheap"), local_round_runner(_registry({}))).run(_items(1))
     assert out.status == "failed"
-    assert "expected bool" in out.error
+    assert out.error is not None and "expected bool" in out.error
 
 
 def test_work_bounds_stop_a_runaway_program() -> None:
@@ -139,6 +139,8 @@ def test_decisions_are_the_storage_records_built_from_returned_usage() -> None:
 
 
 def test_a_call_the_backend_rejects_fails_alone_charged_its_estimate() -> None:
+    from unittest import mock
+
     from modules.backends.base import Call, CallFailure, Output
     from modules.executor import answer_group
 
@@ -151,13 +153,10 @@ def test_a_call_the_backend_rejects_fails_alone_charged_its_estimate() -> None:
             raise ValueError("no bad calls")
         return real(calls)
 
-    backend.infer = picky
-    try:
+    with mock.patch.object(backend, "infer", picky):
         image = np.zeros((4, 4, 3), np.uint8)
         result = answer_group(registry, GroupRequest("exists@2:11", "exists", "cheap", [
             Call("exists", image, ("circle",)), Call("exists", image, ("bad",))]))
-    finally:
-        del backend.infer
     good, bad = result.outputs
     assert isinstance(good, Output) and good.value is False
     assert bad.value == CallFailure("exists@2:11[cheap]: no bad calls")

@@ -12,8 +12,14 @@ import pytest
 
 from benchmarks.signs import render_item
 from modules.backends.base import Call
-from modules.backends.ocr import (LOCALISER_OPS_PER_PIXEL, TESSDATA, localise_text, normalise_text,
-                                 representative_text_image, tesseract_lstm_params)
+from modules.backends.ocr import (
+    LOCALISER_OPS_PER_PIXEL,
+    TESSDATA,
+    localise_text,
+    normalise_text,
+    representative_text_image,
+    tesseract_lstm_params,
+)
 from modules.backends.onnx_cost import onnx_flops, onnx_params
 from modules.catalog import parse_catalog
 from modules.executor import BatchExecutor, ItemInput, Route
@@ -49,7 +55,7 @@ def test_normalise_text() -> None:
 
 def test_localiser_finds_an_easy_sign() -> None:
     item = render_item(0, sign="STOP", difficulty="easy")
-    assert item.sign.box == (86, 100, 126, 115)
+    assert item.sign is not None and item.sign.box == (86, 100, 126, 115)
     assert localise_text(item.image) == (84, 99, 128, 116)
     assert localise_text(render_item(2, sign=None, difficulty="easy").image) is None
 
@@ -89,10 +95,10 @@ def test_ocr_arms_come_out_cheapest_first_in_catalog_order() -> None:
     if missing:
         pytest.skip(f"OCR engines missing: {missing}")
     from benchmarks.backends import BENCH_CATALOG
+    from modules.catalog import load_catalog
     from policies.arms import arms_for
     from policies.costs import unit_flops
     from policies.specs import PolicySpec
-    from modules.catalog import load_catalog
 
     registry = Registry(load_catalog(BENCH_CATALOG))
     catalog_order = registry.candidates("read_text")

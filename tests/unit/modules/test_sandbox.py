@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hostile_programs import CORPUS, PARSE, RUN, Hostile, outcome
 
 from benchmarks.queries import DEMO_QUERIES
 from modules.catalog import parse_catalog
@@ -13,6 +12,8 @@ from modules.interpreter import Interpreter, Limits
 from modules.program import parse_program
 from modules.registry import Registry
 from modules.tasks import local_round_runner
+
+from hostile_programs import CORPUS, PARSE, RUN, Hostile, outcome
 
 
 def test_the_corpus_is_large_and_its_names_unique() -> None:

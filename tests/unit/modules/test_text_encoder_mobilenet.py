@@ -7,12 +7,12 @@ import importlib.util
 import numpy as np
 import pytest
 
-from modules.backends.base import Call
+from modules.backends.base import Backend, Call
 from modules.catalog import parse_catalog
 from modules.registry import Registry
 
 
-def _one(spec: dict) -> object:
+def _one(spec: dict) -> Backend:
     return Registry(parse_catalog([spec])).get(spec["name"])
 
 
@@ -51,4 +51,5 @@ def test_mobilenet_classifies_the_cat_photo() -> None:
     assert [o.value for o in outputs] == ["Egyptian cat", True, False]
     assert (b.params(), b.flops(calls[0])) == (3504872, 601548544.0)
     assert {(o.usage.flops, o.usage.params) for o in outputs} == {(601548544.0, 3504872)}
-    assert 0.0 < outputs[0].usage.confidence <= 1.0 and outputs[1].usage.confidence is None
+    confidence = outputs[0].usage.confidence
+    assert confidence is not None and 0.0 < confidence <= 1.0 and outputs[1].usage.confidence is None

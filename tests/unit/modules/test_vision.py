@@ -34,7 +34,7 @@ def test_every_backend_answers_its_functions(name: str) -> None:
     calls = [_call(f, SCENE.image, mono=name == "vqa-mono") for f in REGISTRY.spec(name).functions]
     outputs = backend.infer(calls)
     assert len(outputs) == len(calls)
-    for call, output in zip(calls, outputs):
+    for call, output in zip(calls, outputs, strict=True):
         assert type(output.value) is EXPECTED_TYPES[call.function], (name, call.function, output.value)
         assert output.usage.flops == backend.flops(call) > 0  # measured as estimated: same forward pass
         assert output.usage.params == backend.params() > 0
@@ -60,8 +60,8 @@ def test_large_detector_boxes_are_tight() -> None:
     truth = sorted(o.box for o in SCENE.objects if o.shape == "circle")
     assert truth == [(29, 20, 63, 54), (76, 25, 98, 47)]
     assert len(boxes) == 2
-    for got, want in zip(sorted(boxes), truth):  # pixel-accurate up to one pixel of edge blur
-        assert max(abs(g - w) for g, w in zip(got, want)) <= 1, (got, want)
+    for got, want in zip(sorted(boxes), truth, strict=True):  # pixel-accurate up to one pixel of edge blur
+        assert max(abs(g - w) for g, w in zip(got, want, strict=True)) <= 1, (got, want)
 
 
 def test_find_on_a_crop_uses_crop_coordinates() -> None:

@@ -9,9 +9,13 @@ which is the word the test chooses.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def _last_linear(module: nn.Module) -> nn.Linear:
@@ -40,8 +44,13 @@ def _bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 def owlvit(path: Path) -> Path:
     """OWL-ViT, 32 px input, 8 px patches: 16 anchor boxes in a 4x4 grid."""
-    from transformers import (CLIPTokenizerFast, OwlViTConfig, OwlViTForObjectDetection,
-                              OwlViTImageProcessor, OwlViTProcessor)
+    from transformers import (
+        CLIPTokenizer,
+        OwlViTConfig,
+        OwlViTForObjectDetection,
+        OwlViTImageProcessor,
+        OwlViTProcessor,
+    )
 
     vocab, merges = _bpe(["a", "circle", "square", "triangle", "object"])
     n = len(vocab)
@@ -60,8 +69,10 @@ def owlvit(path: Path) -> Path:
         last.bias.zero_()
     model.save_pretrained(path)
     size = {"height": 32, "width": 32}
+    # transformers annotates merges as "a b" strings; its BPE model takes (a, b) pairs as well
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]
     OwlViTProcessor(image_processor=OwlViTImageProcessor(size=size, crop_size=size),
-                    tokenizer=CLIPTokenizerFast(vocab=vocab, merges=merges)).save_pretrained(path)
+                    tokenizer=tokenizer).save_pretrained(path)
     return path
 
 
@@ -70,7 +81,13 @@ VQA_LABELS = ["yes", "no", "0", "1", "2", "3", "red", "blue", "purple"]
 
 def vilt(path: Path, answer: str) -> Path:
     """ViLT whose classifier always answers ``answer`` (one of VQA_LABELS)."""
-    from transformers import BertTokenizerFast, ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
+    from transformers import (
+        BertTokenizer,
+        ViltConfig,
+        ViltForQuestionAnswering,
+        ViltImageProcessor,
+        ViltProcessor,
+    )
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "is", "there", "a", "the", "how", "many",
              "are", "circle", "circles", "red", "?"]
@@ -85,12 +102,14 @@ def vilt(path: Path, answer: str) -> Path:
         last.bias.zero_()
         last.bias[VQA_LABELS.index(answer)] = 5.0
     model.save_pretrained(path)
-    ViltProcessor(image_processor=ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8),
-                  tokenizer=BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})).save_pretrained(path)
+    # transformers types the processor's keywords as the generic ImagesKwargs; ViLT's size_divisor is read
+    image_processor = ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8)  # type: ignore[call-arg]
+    ViltProcessor(image_processor=image_processor,
+                  tokenizer=BertTokenizer(vocab={w: i for i, w in enumerate(words)})).save_pretrained(path)
     return path
 
 
-def _word_tokenizer(words: list[str], **special: str):
+def _word_tokenizer(words: list[str], **special: str | dict[str, str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -102,7 +121,7 @@ def _word_tokenizer(words: list[str], **special: str):
                                    bos_token="<s>", eos_token="</s>", **special)
 
 
-def _zero_output(model: nn.Module) -> None:
+def _zero_output(model: PreTrainedModel) -> None:
     with torch.no_grad():
         model.get_output_embeddings().weight.zero_()
 
@@ -127,7 +146,7 @@ def llava(path: Path, word: str) -> Path:
         text_config={"model_type": "llama", "vocab_size": len(words), "hidden_size": 32, "intermediate_size": 64,
                      "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
                      "max_position_embeddings": 128, "bos_token_id": 3, "eos_token_id": 4, "pad_token_id": 2},
-        image_token_id=5, vision_feature_layer=-1, vision_feature_select_strategy="default")
+        image_token_index=5, vision_feature_layer=-1, vision_feature_select_strategy="default")
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config).eval()
     _zero_output(model)

@@ -28,6 +28,15 @@ def _params(learner: PaperLearner, site: str) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in learner._site(site).net.parameters()])
 
 
+def _grads(net: torch.nn.Module) -> torch.Tensor:
+    """Every parameter's gradient (each must have one), flattened into one vector."""
+    grads = []
+    for p in net.parameters():
+        assert p.grad is not None
+        grads.append(p.grad.reshape(-1))
+    return torch.cat(grads)
+
+
 def test_pixels_resizes_to_flat_unit_pixels() -> None:
     img = np.zeros((48, 64, 3), dtype=np.uint8)
     img[..., 0] = 255
@@ -40,6 +49,7 @@ def test_pixels_resizes_to_flat_unit_pixels() -> None:
 
 def test_item_features_are_the_pixels_at_the_configured_size() -> None:
     learner = make_learner("paper", SMALL, ARMS, COSTS)
+    assert isinstance(learner, PaperLearner)
     image = _image(np.random.default_rng(2), True)
     x = item_features(learner, image)
     assert np.array_equal(x, pixels(image, SMALL.paper_input)) and x.shape == (learner.feature_dim,)
@@ -74,7 +84,7 @@ def test_sigma_is_the_gradient_norm_weighted_by_u_and_drives_the_noise() -> None
         for k in range(3):
             net.zero_grad()
             out[k].backward(retain_graph=True)
-            g = torch.cat([p.grad.reshape(-1) for p in net.parameters()]).double()
+            g = _grads(net).double()
             sig.append(math.sqrt(1e-4 * float(torch.sum(g * g / u.double()))))
         net.zero_grad()
         return out.detach().double().numpy(), np.array(sig)
@@ -103,7 +113,7 @@ def test_sigma_is_the_gradient_norm_weighted_by_u_and_drives_the_noise() -> None
     out = net(torch.from_numpy(x).reshape(1, 3, 16, 16))[0]
     net.zero_grad()
     out[1].backward()
-    g = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    g = _grads(net)
     net.zero_grad()
     torch.testing.assert_close(u1, u0 + g * g)
     _, after = learner.sigmas(site, x)

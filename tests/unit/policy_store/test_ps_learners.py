@@ -34,7 +34,7 @@ def _feat(learner: Learner, x: np.ndarray) -> np.ndarray:
     return item_features(learner, image)
 
 
-def _examples(rng: np.random.Generator, learner: object) -> list[Example]:
+def _examples(rng: np.random.Generator, learner: Learner) -> list[Example]:
     out = []
     for _ in range(40):
         raw = rng.uniform(-1, 1, size=3)
@@ -46,14 +46,14 @@ def _examples(rng: np.random.Generator, learner: object) -> list[Example]:
     return out
 
 
-def _choices(learner: object, seed: int) -> list[tuple[str, float]]:
+def _choices(learner: Learner, seed: int) -> list[tuple[str, float]]:
     rng = np.random.default_rng(seed)
     xs = np.random.default_rng(99).uniform(-1, 1, size=(30, 3))
     return [
         (c.backend, c.propensity)
         for x in xs
         for c in (
-            learner.choose(site, _feat(learner, x), rng)  # type: ignore[attr-defined]
+            learner.choose(site, _feat(learner, x), rng)
             for site in ARMS
         )
     ]

@@ -49,3 +49,24 @@ def test_lock_is_retried_then_reported(tmp_path: Path) -> None:
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_connection_block_opens_one_connection_and_keeps_the_lock(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    db = tmp_path / "policy.duckdb"
+    store = PolicyStore(db)
+    opened: list[object] = []
+    sa.event.listen(store.engine, "connect", lambda conn, record: opened.append(conn))
+    with store.connection():
+        store.init()
+        with store.connection():  # nested: the same connection
+            store.save_version("s1", "p", "cheapest", "{}", b"", None)
+        assert store.latest_version("s1", "p") is not None
+        # the block holds the file's lock against other processes
+        probe = subprocess.run([sys.executable, "-c", "import sys, duckdb; duckdb.connect(sys.argv[1])",
+                                str(db)], capture_output=True, text=True)
+        assert probe.returncode != 0 and "lock" in probe.stderr.lower()
+    assert len(opened) == 1
+    assert store.latest_version("s1", "p") is not None  # outside the block: its own connection
+    assert len(opened) == 2

@@ -84,9 +84,9 @@ def test_thompson_propensity_is_clipped_and_deterministic() -> None:
 
 
 def test_escalation_prior_starts_on_the_largest_arm_and_moves_with_evidence() -> None:
+    from policy_store.learners.base import Example
     from policy_store.learners.config import LearnerConfig
     from policy_store.learners.thompson import ThompsonLearner
-    from policy_store.learners.base import Example
 
     config = LearnerConfig(lam=0.1, escalation_prior=0.5, prior_var=0.1, seed=0)
     arms = {"s": ["cheap", "mid", "big"]}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from storage.records import (
     Label,
     ManifestItem,
     ResultRow,
+    RungRecord,
     StreamInfo,
 )
 
@@ -113,6 +115,18 @@ def test_decision_record_bounds(over: dict[str, Any]) -> None:
     assert DecisionRecord(**DECISION).propensity == 0.5
     with pytest.raises(ValidationError):
         DecisionRecord(**(DECISION | over))
+
+
+def test_decision_rows_written_before_escalation_read_with_no_rungs() -> None:
+    old = DecisionRecord.model_validate_json(json.dumps(DECISION))
+    assert (old.tried, old.rungs) == ([], [])
+    cascade = DecisionRecord(**DECISION, tried=["tiny-s"], rungs=[
+        RungRecord(backend="tiny-s", confidence=0.6, positive=False, agreed=False),
+        RungRecord(backend="tiny", positive=True)])
+    again = DecisionRecord.model_validate_json(cascade.model_dump_json())
+    assert again == cascade and again.rungs[1].confidence is None
+    with pytest.raises(ValidationError):
+        RungRecord(backend="tiny", confidence=1.5, positive=True)
 
 
 def test_result_row_accepts_ok_and_failed() -> None:

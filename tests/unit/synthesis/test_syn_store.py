@@ -28,6 +28,7 @@ def test_a_new_task_is_synthesized_stored_and_then_reused(db: PolicyStore) -> No
     assert (first.reused, again.reused) == (False, True)
     assert (first.revision, again.revision, again.program_id) == (1, 1, first.program_id)
     stored = db.lookup_synthesized(task_hash(TASK))
+    assert stored is not None
     assert (stored.task_text, stored.synthesizer, stored.model, stored.version, stored.attempts) == (
         TASK, "grammar", "grammar-compiler", "grammar/1", 1)
     assert stored.source == first.source and stored.created_at is not None
@@ -38,7 +39,8 @@ def test_regenerate_adds_a_revision_and_lookups_take_the_latest(db: PolicyStore)
     synthesize_task(db, TASK)
     second = synthesize_task(db, TASK, regenerate=True)
     assert (second.reused, second.revision) == (False, 2)
-    assert db.lookup_synthesized(task_hash(TASK)).revision == 2
+    latest = db.lookup_synthesized(task_hash(TASK))
+    assert latest is not None and latest.revision == 2
     assert db.lookup_synthesized(task_hash(TASK), synthesizer="openai") is None
     assert db.lookup_synthesized(task_hash("Is there a circle?")) is None
 

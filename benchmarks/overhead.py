@@ -1,0 +1,422 @@
+"""What orchestration costs next to the models: ``python -m benchmarks.overhead``.
+
+For ``stream_batch`` and ``ingest_feedback`` at 64, 256 and 1,024 items (the real catalog,
+the first demo query, policy ``learned``), the same work runs twice in one process, side by
+side: as the Prefect flow (against the ephemeral server, or ``PREFECT_API_URL``; in this
+process, as the CLI and the demo run them: ``flows._runtime.in_process_runs``) and as the
+plain Python the flow wraps (``flows._batch.process_batch`` with the local round runner,
+``flows._feedback.ingest_batch`` and the feedback report), each on its own copy of the
+object store and the policy store.
+
+Per size a stream gets a warm-up batch of 40 items (run and learned from in both copies,
+so the measured batch routes with a learned version and the models are loaded), then the
+measured batch of ``size`` items. Model compute is the wall time during which at least one
+module call group was computing (the union of the groups' intervals, taken around
+``answer_group``); everything else is the rest of the run's wall time. The plain run works
+on a worker thread, as the flow's module calls do on the task runner's. Before each timed
+run the Prefect server is left to settle, and the CPU it spends on a run (recording its
+events, also after the flow returned) is reported as ``server_cpu_s``. The flow's and the
+plain run's answers, decisions, ledger rows and policy versions must be the same.
+
+Writes ``.fmp/overhead.json``::
+
+    {"stream_batch": {"256": {"overhead_ratio": …, "flow_wall_s": …, "model_s": …,
+                              "plain_wall_s": …, "plain_model_s": …, "plain_overhead_ratio": …,
+                              "flow_over_plain": …, "task_runs": …, "server_cpu_s": …}, …},
+     "ingest_feedback": {"256": {"flow_over_plain": …, "flow_wall_s": …, "plain_wall_s": …,
+                                 "server_cpu_s": …}, …},
+     "meta": {…}}
+
+``overhead_ratio`` = (flow wall − model compute) ÷ model compute; ``flow_over_plain`` =
+flow wall ÷ plain wall. Each measurement runs ``--repeat`` times (default 2: the batch
+re-run on the same pinned version, the feedback on a restored copy of the store), plain and
+flow taking turns going first, and the fastest run counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOME = Path(".fmp/overhead")
+OUT = Path(".fmp/overhead.json")
+SIZES = (64, 256, 1024)
+WARMUP_ITEMS = 40
+POLICY = "learned"
+
+
+def _prefect_env(home: Path) -> None:
+    """Prefect settings for a benchmark process (before Prefect is imported)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if "PREFECT_API_URL" not in os.environ:
+        os.environ.setdefault("PREFECT_HOME", str((home / "prefect").absolute()))
+
+
+class Side:
+    """One copy of the stores: ``plain`` or ``flow``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.db = root / "fmp.duckdb"
+        self.params = {"storage_url": str(self.objects), "db_path": str(self.db)}
+
+    def save_db(self) -> None:
+        from policy_store.store import PolicyStore
+
+        PolicyStore(self.db).snapshot(self.root / "saved.duckdb")
+
+    def restore_db(self) -> None:
+        self.db.with_name(self.db.name + ".wal").unlink(missing_ok=True)
+        shutil.copyfile(self.root / "saved.duckdb", self.db)
+
+
+def publish(src: Path, stream: str, size: int, seed: int) -> list[str]:
+    """The stream: a warm-up batch of WARMUP_ITEMS and the measured batch of ``size`` items."""
+    import numpy as np
+
+    from benchmarks.publish import StreamPlan, publish_batch
+    from benchmarks.queries import DEMO_QUERIES
+    from storage import batches
+    from storage.records import StreamInfo
+    from storage.url import open_store
+
+    query = DEMO_QUERIES[0]
+    store = open_store(str(src))
+    batches.write_stream_info(store, StreamInfo(
+        stream=stream, query_id=query.query_id, question=query.question, answer_type="bool",
+        program=query.program, monolithic_program=query.monolithic_program))
+    rng = np.random.default_rng([seed, size])
+    return [publish_batch(store, stream, query, bid, StreamPlan(batch_size=n, seed=seed), rng)
+            for bid, n in (("b0000", WARMUP_ITEMS), ("b0001", size))]
+
+
+class ModelClock:
+    """When module call groups computed: every ``answer_group`` call's (start, end).
+
+    Model compute of a run is the union of its groups' intervals: the wall time during
+    which at least one model computed (groups of one round may run concurrently).
+    """
+
+    def __init__(self) -> None:
+        import modules.executor
+        import modules.tasks
+
+        self.intervals: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+        inner = modules.executor.answer_group
+
+        def timed(registry: Any, request: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(registry, request)
+            finally:
+                with self._lock:
+                    self.intervals.append((start, time.perf_counter()))
+
+        modules.tasks.answer_group = timed  # type: ignore[attr-defined]  # run_module and the local runner call it
+
+    def mark(self) -> int:
+        return len(self.intervals)
+
+    def since(self, mark: int) -> tuple[float, int]:
+        """(busy seconds, groups) of the groups that ran since ``mark``."""
+        with self._lock:
+            spans = sorted(self.intervals[mark:])
+        busy, end = 0.0, float("-inf")
+        for a, b in spans:
+            if b > end:
+                busy += b - max(a, end)
+                end = b
+        return busy, len(spans)
+
+
+def server_cpu_s() -> float:
+    """CPU seconds used so far by this process's children (the ephemeral Prefect server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, me = 0.0, str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def settle(limit_s: float = 60.0) -> None:
+    """Wait until the server has caught up (under 0.05 CPU seconds in half a second)."""
+    deadline = time.monotonic() + limit_s
+    last = server_cpu_s()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = server_cpu_s()
+        if now - last < 0.05:
+            return
+        last = now
+
+
+def plain_batch(side: Side, stream: str, batch: str) -> None:
+    """What ``stream_batch`` does, without Prefect."""
+    from flows._batch import process_batch
+    from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
+    from flows.artifacts import batch_description, batch_table
+    from modules.tasks import local_round_runner
+    from storage import batches
+
+    settings = settings_for(**side.params)
+    limit_model_threads(settings.model_threads)
+    store = store_for(settings)
+    registry = registry_for(settings.catalog)
+    summary = process_batch(settings, store, registry, stream, batch, POLICY,
+                            local_round_runner(registry))
+    loaded = batches.read_results(store, stream, POLICY, batch)
+    if loaded is not None:
+        batch_table(loaded[1])
+        batch_description(stream, batch, POLICY, summary.policy_version, loaded[1])
+
+
+def plain_ingest(side: Side, stream: str, batch: str) -> None:
+    """What ``ingest_feedback`` does for one batch, without Prefect."""
+    from flows._batch import load_program
+    from flows._feedback import ingest_batch
+    from flows._runtime import held_policy_store, limit_model_threads, registry_for, settings_for, store_for
+    from flows.artifacts import feedback_markdown
+    from flows.feedback_report import feedback_report
+    from policies.costs import register_costs
+    from storage import batches
+
+    settings = settings_for(**side.params)
+    limit_model_threads(settings.model_threads)
+    store = store_for(settings)
+    registry = registry_for(settings.catalog)
+    with held_policy_store(settings) as db:
+        info = batches.read_stream_info(store, stream)
+        register_costs(db, registry, load_program(info, POLICY))
+        summary = ingest_batch(settings, store, registry, db, stream, batch, POLICY)
+        feedback_markdown(feedback_report(store, registry, db, summary))
+
+
+def flow_batch(side: Side, stream: str, batch: str) -> None:
+    from flows.stream_batch import stream_batch
+
+    stream_batch(stream=stream, batch=batch, policy=POLICY, **side.params)
+
+
+def flow_ingest(side: Side, stream: str, batch: str) -> None:
+    from flows.ingest_feedback import ingest_feedback
+
+    ingest_feedback(stream=stream, batch=batch, policy=POLICY, **side.params)
+
+
+def in_thread(fn: Any, *args: Any) -> Any:
+    """Run ``fn`` on a worker thread, as the flows run module calls (on task-runner threads).
+
+    On a busy 2-core machine torch on the main thread spends 3-4x the CPU of the same ops
+    on a worker thread (its intra-op thread team spins), so the plain run's models would
+    look slower than the flow's for no reason of orchestration.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+@dataclass
+class Run:
+    wall_s: float
+    model_s: float = 0.0
+    groups: int = 0
+    server_cpu_s: float = 0.0
+
+
+def timed(clock: ModelClock, fn: Any, *args: Any) -> Run:
+    """One run after the server has settled: wall, model busy time, groups, server CPU."""
+    settle()
+    mark, cpu = clock.mark(), server_cpu_s()
+    start = time.perf_counter()
+    fn(*args)
+    wall = time.perf_counter() - start
+    model, groups = clock.since(mark)
+    settle()  # the server records the run's events after the flow returned
+    return Run(wall, model, groups, server_cpu_s() - cpu)
+
+
+def results_of(side: Side, stream: str, batch: str) -> list[Any]:
+    """The batch's rows without their wall times (what must not depend on orchestration)."""
+    from storage import batches
+    from storage.url import open_store
+
+    loaded = batches.read_results(open_store(str(side.objects)), stream, POLICY, batch)
+    if loaded is None:
+        raise RuntimeError(f"{side.root}: no results for {stream}/{batch}")
+    return [(r.item_id, r.status, r.answer, r.error, r.features,
+             [d.model_copy(update={"wall_ms": 0.0}) for d in r.decisions]) for r in loaded[1]]
+
+
+_LEDGER = """SELECT item_id, call_site, backend, calls, flops, params, price, propensity,
+    policy_version, answer, label, correct, status FROM cost_ledger ORDER BY ALL"""
+_VERSIONS = """SELECT v.version, v.parent, v.learner, v.config_json, v.params, v.note, l.batch
+    FROM policy_versions v LEFT JOIN learned_batches l USING (stream, policy, version) ORDER BY ALL"""
+
+
+def ledger_of(side: Side) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    from policy_store.store import PolicyStore
+
+    db = PolicyStore(side.db)
+    return db.query(_LEDGER)[1], db.query(_VERSIONS)[1]
+
+
+def measure(clock: ModelClock, size: int, repeat: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both flows at one size: (stream_batch entry, ingest_feedback entry)."""
+    stream = f"overhead-{size}"
+    base = HOME / str(size)
+    shutil.rmtree(base, ignore_errors=True)
+    src = base / "src"
+    warm, measured = publish(src, stream, size, seed)
+    plain, flow = Side(base / "plain"), Side(base / "flow")
+    for side in (plain, flow):
+        shutil.copytree(src, side.objects)
+    in_thread(plain_batch, plain, stream, warm)
+    in_thread(plain_ingest, plain, stream, warm)
+    flow_batch(flow, stream, warm)
+    flow_ingest(flow, stream, warm)
+    plain.save_db()
+    flow.save_db()
+
+    def plain_b() -> None:
+        in_thread(plain_batch, plain, stream, measured)
+
+    def plain_i() -> None:
+        plain.restore_db()
+        in_thread(plain_ingest, plain, stream, measured)
+
+    def flow_i() -> None:
+        flow.restore_db()
+        flow_ingest(flow, stream, measured)
+
+    runs: dict[str, list[Run]] = {"plain_batch": [], "flow_batch": [], "plain_ingest": [],
+                                  "flow_ingest": []}
+    order = [("plain_batch", plain_b), ("flow_batch", lambda: flow_batch(flow, stream, measured))]
+    for r in range(repeat):  # the same pinned version each time: the same choices
+        for name, fn in order if r % 2 == 0 else order[::-1]:  # each goes first in turn
+            runs[name].append(timed(clock, fn))
+    order = [("plain_ingest", plain_i), ("flow_ingest", flow_i)]
+    for r in range(repeat):
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            runs[name].append(timed(clock, fn))
+
+    if results_of(plain, stream, measured) != results_of(flow, stream, measured):
+        raise RuntimeError(f"size {size}: the flow's answers or decisions differ from the plain run's")
+    if ledger_of(plain) != ledger_of(flow):
+        raise RuntimeError(f"size {size}: the flow's ledger or policy versions differ from the plain run's")
+
+    fb = min(runs["flow_batch"], key=lambda x: x.wall_s)
+    pb = min(runs["plain_batch"], key=lambda x: x.wall_s)
+    sb = {"items": size, "overhead_ratio": _r((fb.wall_s - fb.model_s) / fb.model_s),
+          "flow_wall_s": _r(fb.wall_s), "model_s": _r(fb.model_s),
+          "plain_wall_s": _r(pb.wall_s), "plain_model_s": _r(pb.model_s),
+          "plain_overhead_ratio": _r((pb.wall_s - pb.model_s) / pb.model_s),
+          "flow_over_plain": _r(fb.wall_s / pb.wall_s), "task_runs": fb.groups,
+          "server_cpu_s": _r(fb.server_cpu_s),
+          "runs": {k: [[_r(x.wall_s), _r(x.model_s)] for x in runs[k]]
+                   for k in ("flow_batch", "plain_batch")}}
+    fi = min(runs["flow_ingest"], key=lambda x: x.wall_s)
+    pi = min(runs["plain_ingest"], key=lambda x: x.wall_s)
+    fe = {"items": size, "flow_over_plain": _r(fi.wall_s / pi.wall_s), "flow_wall_s": _r(fi.wall_s),
+          "plain_wall_s": _r(pi.wall_s), "server_cpu_s": _r(fi.server_cpu_s),
+          "runs": {k: [_r(x.wall_s) for x in runs[k]] for k in ("flow_ingest", "plain_ingest")}}
+    return sb, fe
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def import_seconds() -> float:
+    """Wall time of importing both flow modules in a fresh interpreter."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import flows.stream_batch, flows.ingest_feedback"],
+                   check=True)
+    return time.perf_counter() - start
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"{'flow':<16}{'items':>6}{'flow s':>9}{'model s':>9}{'overhead':>10}"
+             f"{'plain s':>9}{'plain ovh':>10}{'flow/plain':>11}"]
+    for size, s in report["stream_batch"].items():
+        lines.append(f"{'stream_batch':<16}{size:>6}{s['flow_wall_s']:>9.2f}{s['model_s']:>9.2f}"
+                     f"{s['overhead_ratio']:>10.3f}{s['plain_wall_s']:>9.2f}"
+                     f"{s['plain_overhead_ratio']:>10.3f}{s['flow_over_plain']:>11.2f}")
+    for size, s in report["ingest_feedback"].items():
+        lines.append(f"{'ingest_feedback':<16}{size:>6}{s['flow_wall_s']:>9.2f}{'':>9}{'':>10}"
+                     f"{s['plain_wall_s']:>9.2f}{'':>10}{s['flow_over_plain']:>11.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="comma-separated batch sizes (default 64,256,1024)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="runs per measurement, plain and flow taking turns going first; the "
+                             "fastest counts (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    shutil.rmtree(HOME, ignore_errors=True)
+    HOME.mkdir(parents=True)
+    _prefect_env(HOME)
+    imports = import_seconds()
+    load = os.getloadavg()
+    report: dict[str, Any] = {"stream_batch": {}, "ingest_feedback": {}}
+    start = time.perf_counter()
+    clock = ModelClock()
+    from flows._runtime import in_process_runs
+
+    with in_process_runs():  # as the CLI and the demo run the flows
+        for size in sizes:
+            sb, fb = measure(clock, size, args.repeat, args.seed)
+            report["stream_batch"][str(size)] = sb
+            report["ingest_feedback"][str(size)] = fb
+            print(f"size {size}: stream_batch overhead {sb['overhead_ratio']:.3f}, "
+                  f"ingest_feedback flow/plain {fb['flow_over_plain']:.2f}", flush=True)
+    import prefect
+    import torch
+
+    report["meta"] = {
+        "policy": POLICY, "warmup_items": WARMUP_ITEMS, "repeat": args.repeat, "seed": args.seed,
+        "import_flows_s": _r(imports), "total_s": _r(time.perf_counter() - start),
+        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "loadavg_before": [round(x, 2) for x in load],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "prefect": prefect.__version__, "python": platform.python_version(),
+        "prefect_api": os.environ.get("PREFECT_API_URL", "ephemeral"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print()
+    print(format_table(report))
+    print(f"\nwritten to {args.out}")
+    from flows._runtime import quiet_teardown
+
+    quiet_teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
