@@ -15,8 +15,9 @@ module call group was computing (the union of the groups' intervals, taken aroun
 ``answer_group``); everything else is the rest of the run's wall time. The plain run works
 on a worker thread, as the flow's module calls do on the task runner's. Before each timed
 run the Prefect server is left to settle, and the CPU it spends on a run (recording its
-events, also after the flow returned) is reported as ``server_cpu_s``. The flow's and the
-plain run's answers, decisions, ledger rows and policy versions must be the same.
+events, also after the flow returned, up to its last batch) is reported as
+``server_cpu_s``. The flow's and the plain run's answers, decisions, ledger rows and
+policy versions must be the same.
 
 Writes ``.fmp/overhead.json``::
 
@@ -159,9 +160,11 @@ def server_cpu_s() -> float:
     return total
 
 
-def settle(limit_s: float = 60.0) -> None:
-    """Wait until the server has caught up (under 0.05 CPU seconds in half a second)."""
-    deadline = time.monotonic() + limit_s
+def settle(at_least_s: float = 0.0, limit_s: float = 60.0) -> None:
+    """Wait ``at_least_s``, then until the server has caught up (under 0.05 CPU seconds in
+    half a second)."""
+    deadline = time.monotonic() + max(limit_s, at_least_s)
+    time.sleep(at_least_s)
     last = server_cpu_s()
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -169,6 +172,16 @@ def settle(limit_s: float = 60.0) -> None:
         if now - last < 0.05:
             return
         last = now
+
+
+def _recorder_flush_s() -> float:
+    """How long the temporary server may hold task run events before writing them (0: at once)."""
+    if "PREFECT_API_URL" in os.environ:
+        return 0.0
+    from prefect.settings import get_current_settings
+
+    recorder = get_current_settings().server.services.task_run_recorder
+    return recorder.flush_interval + 0.5 if recorder.batch_size > 1 else 0.0
 
 
 def plain_batch(side: Side, stream: str, batch: str) -> None:
@@ -225,12 +238,8 @@ def flow_ingest(side: Side, stream: str, batch: str) -> None:
 
 
 def in_thread(fn: Any, *args: Any) -> Any:
-    """Run ``fn`` on a worker thread, as the flows run module calls (on task-runner threads).
-
-    On a busy 2-core machine torch on the main thread spends 3-4x the CPU of the same ops
-    on a worker thread (its intra-op thread team spins), so the plain run's models would
-    look slower than the flow's for no reason of orchestration.
-    """
+    """Run ``fn`` on a worker thread, as the flows run module calls (on task-runner threads),
+    so that torch runs under the same conditions on both sides."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(fn, *args).result()
 
@@ -251,7 +260,9 @@ def timed(clock: ModelClock, fn: Any, *args: Any) -> Run:
     fn(*args)
     wall = time.perf_counter() - start
     model, groups = clock.since(mark)
-    settle()  # the server records the run's events after the flow returned
+    # the server records the run's task runs after the flow returned, in batches it writes
+    # when full or every flush interval: wait for the last one, which is the run's cost too
+    settle(at_least_s=_recorder_flush_s())
     return Run(wall, model, groups, server_cpu_s() - cpu)
 
 
