@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-nodeps.tx
 S3 ?=
 # pyproject.toml's extras the two commands use: pytest and the linters (test), moto for
 # `make demo S3=1` and the S3 tests (s3-local), matplotlib for the benchmarks' plot (bench),
-# the `duckdb` shell for the README's ledger queries (shell).
-EXTRAS := test,bench,s3-local,shell
+# the `duckdb` shell for the README's ledger queries (shell), the DuckLake store's extensions (lake).
+EXTRAS := test,bench,s3-local,shell,lake
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -64,6 +64,7 @@ serve: $(STAMP)
 
 weights: $(STAMP)
 	$(BIN)/python -m benchmarks.train
+	$(BIN)/python -m benchmarks.calibrate
 
 clean:
 	rm -rf .fmp

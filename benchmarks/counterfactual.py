@@ -304,7 +304,15 @@ def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], 
     already holds its answer: what a policy pays never depends on which policies ran
     before it, or on a stored call table.
     """
-    charged = 0.0
+    answer, _, charged = audit_run(program, image, assignment, fallback, cache, free, limits)
+    return answer, charged
+
+
+def audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
+              cache: CallCache, free: set[CallKey], limits: Limits = Limits()) -> tuple[Any, float, float]:
+    """:func:`shadow_run` that also says what the run would cost on its own: (answer, the
+    FLOPs of all its calls, the FLOPs of the calls not in ``free``, which join it)."""
+    charged = total = 0.0
     gen = Interpreter(program, image, limits).run()
     value: Any = None
     try:
@@ -314,14 +322,15 @@ def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], 
             backend = assignment.get(site) or fallback[site]
             key = cache.key(backend, pending.call)
             got = cache.get_many(backend, [pending.call])[0]
+            total += got.output.usage.flops
             if key not in free:
                 charged += got.output.usage.flops
                 free.add(key)
             if isinstance(got.output.value, CallFailure):
                 gen.close()
-                return None, charged
+                return None, total, charged
             value = got.output.value
     except StopIteration as stop:
-        return stop.value, charged
+        return stop.value, total, charged
     except (FmpModuleError, RecursionError):
-        return None, charged
+        return None, total, charged

@@ -551,6 +551,7 @@ def _train_xl(spec: TorchVisionSpec, plan: Plan, per_query: int
     answer_sets = xl_answer_sets(data, vocab)
     model = train_xl(spec, data, plan, vocab, answer_sets)
     vocab_path = (WEIGHTS_DIR / spec.weights).with_suffix(".json")
+    # without the old calibration (it was chosen for the old weights): run benchmarks.calibrate
     vocab_path.write_text(json.dumps({"answers": vocab, "answer_sets": answer_sets}, indent=1) + "\n")
     for j in range(len(data["questions"])):  # the no-look baseline: each question's commonest answer
         col = data["labels"][:, j]

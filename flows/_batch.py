@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,15 +15,24 @@ from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
 from modules.images import ImageDecodeError, decode_image
 from modules.program import Program, parse_program
 from modules.registry import Registry
+from policies.audits import confirm, confirms
 from policies.pinned import pin
 from policies.specs import policy_spec
 from policy_store.learners.features import item_features
 from policy_store.records import PolicyVersion
 from policy_store.store import PolicyStore
-from storage import batches
+from storage import batches, layout
 from storage.base import ObjectStore
-from storage.errors import StorageError
+from storage.errors import RecordError, StorageError, StoreConfigError, StoreUnavailable
+from storage.local import LocalStore
 from storage.records import ResultRow, StreamInfo
+
+#: Pauses between tries to write a batch's results (each try is itself a few calls deep: an
+#: S3 call retries on its own, see ``storage.s3``). After the last try the results are kept
+#: locally (``kept_results``) and the next run of the batch writes them without recomputing.
+WRITE_PAUSES_S = (2.0, 8.0)
+
+log = logging.getLogger("fmp.batch")
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,12 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     """Read a batch, run its program on every item with the pinned policy, write results.
 
     Bad items (unparseable manifest lines, corrupt images, program failures) become
-    ``failed`` rows naming the batch, item and problem; the rest of the batch runs.
+    ``failed`` rows naming the batch, item and problem; the rest of the batch runs. Results
+    kept locally by an earlier run whose write failed are written instead of recomputed.
     """
+    kept = _deliver_kept(settings, store, stream, batch, policy)
+    if kept is not None:
+        return kept
     info = batches.read_stream_info(store, stream)
     try:
         program = load_program(info, policy)
@@ -70,23 +85,98 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     failed_rows = [_failed(f"manifest-line-{e.line}", str(e)) for e in manifest.errors]
     inputs = []
     for item in manifest.records:
+        # Everything that touches one item (read, decode, size limits, embedding) fails that
+        # item alone: its row names stream, batch, item and what was wrong.
         try:
             image = decode_image(batches.read_image(store, stream, batch, item))
+            inputs.append(ItemInput(item.item_id, image, item_features(learner, image)))
+        except StoreUnavailable:
+            raise  # the store's fault, not the item's: the batch fails and is run again
         except (ImageDecodeError, StorageError) as exc:
             message = f"{stream}/{batch} item {item.item_id}: {exc}"
-            errors.append(message)
-            failed_rows.append(_failed(item.item_id, message))
+        except Exception as exc:  # any other fault of one item is still its own
+            message = f"{stream}/{batch} item {item.item_id}: {type(exc).__name__}: {exc}"
+        else:
             continue
-        inputs.append(ItemInput(item.item_id, image, item_features(learner, image)))
+        errors.append(message)
+        failed_rows.append(_failed(item.item_id, message))
 
     outcomes = BatchExecutor(program, router, run_round, info.answer_type).run(inputs)
+    if confirms(learner, info.answer_type):  # "yes" answers run again on the largest backends
+        outcomes = confirm(program, pinned.arms, run_round, info.answer_type, inputs, outcomes)
     rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs, strict=True)]
     errors += [r.error for r in rows if r.error]
-    batches.write_results(store, stream, policy, batch, rows + failed_rows,
-                          policy_version=version, program_id=program.program_id,
-                          created_at=datetime.now(UTC))
+    write_or_keep(settings, store, stream, policy, batch, rows + failed_rows,
+                  policy_version=version, program_id=program.program_id, created_at=datetime.now(UTC))
     return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
                         sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+
+
+def kept_results(settings: Settings) -> LocalStore:
+    """Results computed but not yet in the object store: the same layout under ``<home>/kept``."""
+    return LocalStore(settings.home / "kept")
+
+
+def write_or_keep(settings: Settings, store: ObjectStore, stream: str, policy: str, batch: str,
+                  rows: list[ResultRow], *, policy_version: int, program_id: str,
+                  created_at: datetime) -> None:
+    """Write a batch's results, trying again after ``WRITE_PAUSES_S``; keep them locally when
+    every try failed.
+
+    Raises:
+        StorageError: the results are not in ``store`` (the message says where they are kept).
+    """
+    for pause in (*WRITE_PAUSES_S, None):
+        try:
+            batches.write_results(store, stream, policy, batch, rows, policy_version=policy_version,
+                                  program_id=program_id, created_at=created_at)
+            return
+        except (StoreConfigError, RecordError):
+            raise  # the same write would fail the same way
+        except StorageError as exc:
+            if pause is None:
+                failure = exc
+                break
+            log.warning("%s/%s: writing results failed, trying again in %gs: %s",
+                        stream, batch, pause, exc)
+            time.sleep(pause)
+    kept = kept_results(settings)
+    where = f"{stream}/{batch}: results of {len(rows)} items not written to {store.url} ({failure})"
+    try:
+        batches.write_results(kept, stream, policy, batch, rows, policy_version=policy_version,
+                              program_id=program_id, created_at=created_at)
+    except StorageError as exc:
+        raise StorageError(f"{where}; keeping them locally failed too: {exc}") from failure
+    raise StorageError(f"{where}; kept in {kept.url}, the next run of the batch writes them "
+                       "without recomputing") from failure
+
+
+def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: str,
+                  policy: str) -> BatchSummary | None:
+    """Write results an earlier run kept locally; None when there are none to write.
+
+    Kept results that the store already has newer results for are dropped.
+    """
+    kept_store = kept_results(settings)
+    kept = batches.read_results(kept_store, stream, policy, batch)
+    if kept is None:
+        return None
+    marker, rows = kept
+    if batches.read_results(store, stream, policy, batch) is None:
+        write_or_keep(settings, store, stream, policy, batch, rows,
+                      policy_version=marker.policy_version, program_id=marker.program_id,
+                      created_at=marker.created_at)
+        log.warning("%s/%s: wrote the %d results kept in %s", stream, batch, len(rows), kept_store.url)
+        summary: BatchSummary | None = BatchSummary(
+            stream, batch, policy, marker.policy_version, len(rows),
+            sum(r.status == "failed" for r in rows), [r.error for r in rows if r.error])
+    else:
+        log.warning("%s/%s: %s already has results; dropped the copy kept in %s",
+                    stream, batch, store.url, kept_store.url)
+        summary = None
+    kept_store.delete(layout.success_key(stream, policy, batch))  # the marker first
+    kept_store.delete(layout.results_key(stream, policy, batch))
+    return summary
 
 
 def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersion | None:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flows.settings import Settings
+from flows.settings import Settings, apply_settings_file
 from modules.registry import Registry
 from policy_store.store import PolicyStore
 from storage.base import ObjectStore
@@ -25,7 +25,9 @@ class _Overrides(TypedDict, total=False):
 
 
 def settings_for(storage_url: str | None = None, db_path: str | None = None) -> Settings:
-    """Settings from the environment, with flow parameters taking precedence."""
+    """Settings from the environment and ``$FMP_HOME/settings.env`` (the environment first),
+    with flow parameters taking precedence."""
+    apply_settings_file()
     overrides: _Overrides = {}
     if storage_url:
         overrides["storage_url"] = storage_url
@@ -59,9 +61,15 @@ def store_for(settings: Settings) -> ObjectStore:
     return open_store(settings.store_url)
 
 
+def policy_store_at(settings: Settings) -> PolicyStore:
+    """The settings' policy store, not opened yet (``store_writer`` asks it whether it takes
+    concurrent writers)."""
+    return PolicyStore(settings.policy_store, lock_timeout_s=settings.lock_timeout_s)
+
+
 def policy_store_for(settings: Settings) -> PolicyStore:
     settings.database.parent.mkdir(parents=True, exist_ok=True)
-    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
+    db = PolicyStore(settings.policy_store, lock_timeout_s=settings.lock_timeout_s)
     db.init()
     return db
 
@@ -102,7 +110,7 @@ def held_policy_store(settings: Settings) -> Iterator[PolicyStore]:
     """The policy store with its schema, on one connection held for the block (one unit of
     work, like a feedback run's ingest; see ``PolicyStore.connection``)."""
     settings.database.parent.mkdir(parents=True, exist_ok=True)
-    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s)
+    db = PolicyStore(settings.policy_store, lock_timeout_s=settings.lock_timeout_s)
     with db.connection():
         db.init()
         yield db

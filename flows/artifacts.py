@@ -134,6 +134,19 @@ class FeedbackReport:
     note: str
     before: Shares
     after: Shares
+    # labels (flows._feedback.FeedbackSummary): learned of labelled, label versions trained on
+    # now (new, corrected), labels normalised, labels.jsonl lines rejected, ledger rows
+    learned: int = 0
+    new_labels: int = 0
+    corrected: int = 0
+    normalised: int = 0
+    rejected_lines: tuple[int, ...] = ()
+    results: str = "new"
+
+
+def _line_list(numbers: tuple[int, ...], most: int = 10) -> str:
+    shown = ", ".join(map(str, numbers[:most]))
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
 
 
 def feedback_markdown(r: FeedbackReport) -> str:
@@ -144,6 +157,11 @@ def feedback_markdown(r: FeedbackReport) -> str:
         "| | value |",
         "|---|---:|",
         f"| labelled items in this batch | {r.labelled} |",
+        f"| labelled items the policy has learned | {r.learned} of {r.labelled} |",
+        f"| label versions first seen / corrected in this run | {r.new_labels} / {r.corrected} |",
+        f"| labels normalised (e.g. \"False\" → no) | {r.normalised} |",
+        f"| labels.jsonl lines rejected | {len(r.rejected_lines)}"
+        + (f" (lines {_line_list(r.rejected_lines)})" if r.rejected_lines else "") + " |",
         f"| accuracy on this batch | {percent_text(r.batch_accuracy)} |",
         f"| accuracy so far | {percent_text(r.accuracy)} |",
         f"| items answered so far | {r.items} |",
@@ -152,8 +170,12 @@ def feedback_markdown(r: FeedbackReport) -> str:
         f"({flops_text(r.saved_flops)}, {money_text(r.saved_price)}) |",
         "",
     ]
+    if r.results == "replaced":
+        lines += [f"The results of {r.batch} changed since its last ingest (a rerun batch): its "
+                  "ledger rows were replaced to match them.", ""]
     if r.new_version is None:
-        lines.append(f"No new policy version: {r.batch} was already learned.")
+        lines.append(f"No new policy version: {r.batch} has no labels." if r.labelled == 0
+                     else f"No new policy version: {r.batch} was already learned.")
         return "\n".join(lines)
     parent = f"parent v{r.parent}" if r.parent is not None else "no parent"
     lines += [f"New policy version **v{r.new_version}** ({parent}): {r.note}.", "",

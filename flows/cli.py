@@ -10,15 +10,32 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, NoReturn
 
 from flows._runtime import in_process_runs, settings_for, store_for
 from flows.progress import progress, spinner
+from flows.report_html import add_report_command
+from flows.streams_cli import add_settings_command, add_stream_commands, check_shared_settings, known_stream
 
 if TYPE_CHECKING:
     from policy_store.store import PolicyStore
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it (options
+    whose default is computed at run time say so in words) or it is an on/off flag."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.nargs == 0
+                or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
+
+
 #: No analytics or tracking, and time for a temporary server's first start on a slow machine.
 _PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                      "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
@@ -61,6 +78,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from flows.discover import new_batches
     from flows.stream_batch import stream_batch
 
+    known_stream(args)
     todo = [args.batch] if args.batch else new_batches(args.stream, args.policy, args.storage)
     if not args.all and not args.batch:
         todo = todo[:1]
@@ -69,19 +87,32 @@ def _run_batch(args: argparse.Namespace) -> int:
         return 0
     with progress() as bar:
         task = bar.add_task(f"{args.stream} under {args.policy}", total=len(todo))
+        failed = 0
         for batch in todo:
-            s = stream_batch(stream=args.stream, batch=batch, policy=args.policy,
-                             storage_url=args.storage, db_path=args.db)
+            try:
+                s = stream_batch(stream=args.stream, batch=batch, policy=args.policy,
+                                 storage_url=args.storage, db_path=args.db)
+            except Exception as exc:  # one batch's failure stops neither --all nor the others
+                if len(todo) == 1:
+                    raise
+                failed += 1
+                print(f"fmp run-batch: error: {args.stream}/{batch}: {one_line(exc)}", file=sys.stderr)
+                bar.advance(task)
+                continue
             assert s is not None  # None only when no batch is named
             bar.console.print(f"{s.stream}/{s.batch} policy {s.policy} v{s.policy_version}: "
                               f"{s.items} items, {s.failed} failed")
             bar.advance(task)
-    return 0
+    if failed:
+        print(f"fmp run-batch: {failed} of {len(todo)} batches failed (rerun them with "
+              "`fmp run-batch STREAM --batch B`)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _feedback(args: argparse.Namespace) -> int:
     from flows.ingest_feedback import ingest_feedback
 
+    known_stream(args)
     with spinner(f"ingesting feedback for {args.stream} ({args.policy})"):
         summaries = ingest_feedback(stream=args.stream, batch=args.batch, policy=args.policy,
                                     storage_url=args.storage, db_path=args.db)
@@ -200,14 +231,60 @@ def _add_synthesize(add: Callable[[str, Command, str], argparse.ArgumentParser])
     syn.add_argument("--synthesizer", choices=["grammar", "openai", "transformers"], default="grammar",
                      help="grammar: offline compiler of the benchmark grammar (default); openai: "
                           "FMP_LLM_BASE_URL endpoint; transformers: local model at FMP_LLM_MODEL")
-    syn.add_argument("--model", default=None, help="model name (openai) or local path (transformers)")
-    syn.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint URL")
+    syn.add_argument("--model", default=None, help="model name (openai) or local path (transformers) "
+                                                   "(default: FMP_LLM_MODEL)")
+    syn.add_argument("--base-url", default=None,
+                     help="OpenAI-compatible endpoint URL (default: FMP_LLM_BASE_URL)")
 
 
 # --- parser and entry point -----------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is a ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help shows the usage)\n")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low``; the error names the range."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (valid: {low} or more)") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (valid: {low} or more)")
+        return value
+
+    return integer
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1; the error names the range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (valid: 0 to 1)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range (valid: 0 to 1)")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (valid: more than 0)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range (valid: more than 0)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fmp", description="Run foundation model programs cheaply.")
+    parser: argparse.ArgumentParser = _Parser(
+        prog="fmp", description="Run foundation model programs cheaply.", formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--db", default=None, help="DuckDB policy store (default .fmp/fmp.duckdb)")
     parser.add_argument("--storage", default=None,
@@ -217,49 +294,64 @@ def _parser() -> argparse.ArgumentParser:
 
     def add(name: str, fn: Command, help: str,
             into: argparse._SubParsersAction[argparse.ArgumentParser] = sub) -> argparse.ArgumentParser:
-        p = into.add_parser(name, help=help, description=help)
+        p = into.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
         p.set_defaults(fn=fn)
         return p
 
     add("demo", _demo, "publish the demo streams and run them end to end").add_argument(
         "--s3", action="store_true", help="use a moto S3 server on loopback")
-    stream = sub.add_parser("stream", help="publish streams").add_subparsers(
+    stream = sub.add_parser("stream", help="create streams, add images and labels; publish demo streams"
+                            ).add_subparsers(
         dest="stream_command", required=True, metavar="COMMAND")
     pub = add("publish", _stream_publish, "publish a demo query's stream: batches, then labels",
               into=stream)
-    pub.add_argument("query", help="a query id from benchmarks.queries (e.g. two_triangles_one_green)")
+    from benchmarks.queries import QUERIES
+    from policies.specs import POLICIES
+
+    pub.add_argument("query", metavar="QUERY",  # checked in _stream_publish: one line, valid ids listed
+                     help=f"a demo query id, one of: {', '.join(sorted(QUERIES))}")
     pub.add_argument("--stream", default=None, help="stream id (default: the query id)")
-    pub.add_argument("--batches", type=int, default=6)
-    pub.add_argument("--batch-size", type=int, default=40)
-    pub.add_argument("--positive-rate", type=float, default=0.1)
-    pub.add_argument("--seed", type=int, default=0)
+    pub.add_argument("--batches", type=int_at_least(1), default=6, help="batches to publish")
+    pub.add_argument("--batch-size", type=int_at_least(1), default=40, help="scenes per batch")
+    pub.add_argument("--positive-rate", type=fraction, default=0.1,
+                     help="share of scenes drawn to answer yes")
+    pub.add_argument("--seed", type=int, default=0, help="seed of the scene generator")
     pub.add_argument("--create-bucket", action="store_true",
                      help="create the S3 bucket first if it is missing (e.g. on a local moto server)")
     for name, fn, help in (("run-batch", _run_batch, "run the next unprocessed batch (or --batch, --all)"),
                            ("feedback", _feedback, "ingest labels (default: all pending batches)")):
         p = add(name, fn, help)
-        p.add_argument("stream")
-        p.add_argument("--batch", default=None)
-        p.add_argument("--policy", default="learned")
+        p.add_argument("stream", help="the stream id")
+        p.add_argument("--batch", default=None,
+                       help="one batch id (default: the oldest unprocessed batch; --all: every one)"
+                       if name == "run-batch" else "one batch id (default: every pending batch)")
+        p.add_argument("--policy", default="learned", choices=sorted(POLICIES),
+                       help="the policy that routes the call sites")
         if name == "run-batch":
             p.add_argument("--all", action="store_true", help="every unprocessed batch, in order")
     led = add("ledger", _ledger, "run SQL against the cost ledger (read only)")
-    led.add_argument("sql")
-    led.add_argument("--lock-timeout", type=float, default=None,
+    led.add_argument("sql", help="one SQL statement; the views are listed in docs/operations.md")
+    led.set_defaults(runs_flows=False)
+    led.add_argument("--lock-timeout", type=positive_seconds, default=None,
                      help="seconds to wait while a writer holds the file (default FMP_LOCK_TIMEOUT_S or 60)")
     policy = sub.add_parser("policy", help="inspect or roll back policy versions").add_subparsers(
         dest="policy_command", required=True, metavar="COMMAND")
     show = add("show", _policy_show, "list a policy's versions", into=policy)
     rollback = add("rollback", _policy_rollback, "save a new version equal to an old one", into=policy)
-    rollback.add_argument("version", type=int)
+    rollback.add_argument("version", type=int, help="the version to copy (see `fmp policy show`)")
     for p in (show, rollback):
-        p.add_argument("stream")
-        p.add_argument("--policy", default="learned")
+        p.add_argument("stream", help="the stream id")
+        p.add_argument("--policy", default="learned", choices=sorted(POLICIES), help="the policy")
+        p.set_defaults(runs_flows=False)
     ev = add("evaluate", _evaluate, "compare policies: the savings table of the current ledger, "
                                     "or with --benchmark ... the benchmark harness (benchmarks.evaluate)")
-    ev.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
+    ev.add_argument("--stream", action="append", default=[],
+                    help="only this stream (repeatable; default: every stream in the ledger)")
     ev.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     _add_synthesize(add)
+    add_report_command(add)
+    add_stream_commands(stream, add)
+    add_settings_command(add)
     return parser
 
 
@@ -292,7 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         quiet_tracebacks()
     try:
         fn: Command = args.fn
-        with in_process_runs():  # the flows run in this process
+        if args.command != "settings":  # `fmp settings --set` is how a conflict is resolved
+            check_shared_settings()  # before Prefect reads PREFECT_API_URL from the settings file
+        runs_flows = getattr(args, "runs_flows", True)
+        if runs_flows:
+            from flows._server import adopt_temporary_server
+
+            adopt_temporary_server()  # a temporary server started here dies with this process
+        # the flows run in this process; commands that run none need no Prefect client or server
+        with in_process_runs() if runs_flows else nullcontext():
             return fn(args)
     except KeyboardInterrupt:
         print(f"fmp {args.command}: interrupted", file=sys.stderr)
@@ -305,13 +405,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry: run, then exit without duckdb's shutdown chatter on stderr."""
-    status = main()
+    """Console-script entry: run ``main``, then exit through ``end_at_exit``."""
+    exit_status = end_at_exit()
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse: --help, or a bad argument (its line is written)
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     if status == 0:
         from flows._runtime import quiet_teardown
 
-        quiet_teardown()
+        quiet_teardown()  # the temporary server's "cancelled" log lines while it stops
+    exit_status[0] = status
     sys.exit(status)
+
+
+def end_at_exit() -> list[int]:
+    """Make the process end right after the exit handlers, skipping the interpreter's final
+    teardown of its modules; returns the one-item list holding the status it ends with
+    (1 until set, as for an exception that escapes).
+
+    That teardown is where ``nanobind: leaked ...`` lines came from, dozens after a one-line
+    error: Prefect's daemon threads are still alive when the interpreter finalises its modules,
+    so duckdb's bindings find their objects still referenced and report each one. By then
+    everything that matters has run: non-daemon threads joined, Prefect's exit handlers (its
+    log and event workers drained, the temporary server stopped). Registered first, this
+    handler runs last; it flushes the output and ends the process.
+    """
+    import atexit
+
+    status = [1]
+
+    def end() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status[0])
+
+    atexit.register(end)
+    return status
 
 
 if __name__ == "__main__":

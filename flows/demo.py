@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import DEMO_QUERIES
@@ -21,15 +22,20 @@ from flows._runtime import in_process_runs, policy_store_for, quiet_teardown, se
 from flows.ingest_feedback import ingest_feedback
 from flows.stream_batch import stream_batch
 from policies.specs import FIXED_LEARNERS, policy_spec
-from policy_store.report import format_table, policy_table, write_report
+from policy_store.report import PolicyTable, format_table, policy_table, write_report
 
 DEMO_POLICIES = ("learned", "cheapest", "largest", "monolithic")
 
 
-@flow(name="run_demo", log_prints=False)
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"run_demo/{params.get('n_batches', 6)} batches x {params.get('batch_size', 40)} items"
+
+
+@flow(name="run_demo", flow_run_name=_run_name, log_prints=False)
 def run_demo(n_batches: int = 6, batch_size: int = 40, positive_rate: float = 0.1, seed: int = 0,
              policies: tuple[str, ...] = DEMO_POLICIES, storage_url: str | None = None,
-             db_path: str | None = None) -> dict[str, dict[str, float]]:
+             db_path: str | None = None) -> PolicyTable:
     """Publish one stream per demo query, then run every batch under every policy.
 
     A learning policy gets its feedback after each batch, before its next batch runs (the

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows._runtime import settings_for
-from policy_store.report import format_table, policy_table, write_report
+from policy_store.report import PolicyTable, format_table, policy_table, write_report
 from policy_store.store import PolicyStore
 
 
@@ -15,8 +16,13 @@ def ledger_streams(db: PolicyStore) -> list[str]:
     return [r[0] for r in rows]
 
 
-@flow(name="evaluate", log_prints=False)
-def evaluate(streams: list[str] | None = None, db_path: str | None = None) -> dict[str, dict[str, float]]:
+def _run_name() -> str:
+    streams = flow_run.parameters.get("streams")
+    return f"evaluate/{'+'.join(streams) if streams else 'every-stream'}"
+
+
+@flow(name="evaluate", flow_run_name=_run_name, log_prints=False)
+def evaluate(streams: list[str] | None = None, db_path: str | None = None) -> PolicyTable:
     """Compare the policies on the labelled items already in the ledger.
 
     Publishes the markdown artifact ``evaluation`` and writes ``<home>/report.json``.
@@ -25,8 +31,13 @@ def evaluate(streams: list[str] | None = None, db_path: str | None = None) -> di
         streams: streams to include; default every stream in the ledger.
         db_path: DuckDB policy store file; default ``.fmp/fmp.duckdb``.
 
+    Policies are compared on the same items: the labelled items every policy answered
+    (``items``; ``answered`` counts each policy's own). Savings are against the monolithic
+    model on those items, as in ``ledger_savings``.
+
     Returns:
-        Per policy: items, accuracy, F1, cost (FLOPs), params, wall ms, savings vs monolithic.
+        Per policy: items, answered, accuracy, F1, cost (FLOPs), params, wall ms, price and
+        savings vs monolithic; ``None`` where there is nothing to divide by.
     """
     from prefect.artifacts import create_markdown_artifact
 

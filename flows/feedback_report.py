@@ -45,4 +45,7 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
         batch_accuracy=this[0][0] if this else None, accuracy=accuracy, items=int(items_run or 0),
         flops_per_item=per_item(flops), price_per_item=per_item(price), savings=savings,
         saved_flops=saved_flops, saved_price=saved_price, old_version=marker.policy_version,
-        parent=parent, new_version=summary.new_version, note=note, before=made_choices(rows), after=after)
+        parent=parent, new_version=summary.new_version, note=note, before=made_choices(rows), after=after,
+        learned=summary.learned, new_labels=summary.new_labels, corrected=summary.corrected,
+        normalised=summary.normalised, rejected_lines=tuple(summary.rejected_lines),
+        results=summary.results)

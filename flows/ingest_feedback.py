@@ -11,14 +11,23 @@ from prefect.runtime import flow_run
 
 from flows._batch import load_program
 from flows._feedback import FeedbackSummary, ingest_batch, pending_feedback
-from flows._runtime import held_policy_store, limit_model_threads, registry_for, settings_for, store_for
+from flows._runtime import (
+    held_policy_store,
+    limit_model_threads,
+    policy_store_at,
+    registry_for,
+    settings_for,
+    store_for,
+)
 from flows.artifacts import publish_feedback_artifact
 from flows.feedback_report import feedback_report
 from flows.locks import store_writer
-from flows.runs import run_tags, tag_flow_run
+from flows.report_html import publish_trend_artifact
+from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
 from policies.costs import register_costs
 from storage import batches
 from storage.errors import StorageError
+from storage.faultpoints import fault_point
 
 
 def _run_name() -> str:
@@ -29,7 +38,12 @@ def _run_name() -> str:
 @flow(name="ingest_feedback", flow_run_name=_run_name, log_prints=False)
 def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learned",
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
-    """Ingest labels for one batch, or for every batch with results and unlearned labels.
+    """Ingest one batch, or every batch whose results or labels changed or are unlearned.
+
+    A batch is re-ingested when the sha256 of its results or labels differs from what its
+    ledger rows were built from: a rerun batch's ledger rows are replaced to match its new
+    results, late and corrected labels are written, and the learner is trained on every
+    label version (item, seq) it has not learned, once (see flows/_feedback.py).
 
     Each ingested batch publishes the markdown artifact ``feedback-<stream>-<policy>``:
     accuracy, cost per item and savings vs monolithic so far, and the new policy version
@@ -37,7 +51,8 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learne
 
     Args:
         stream: the stream id.
-        batch: one batch id; ``None`` ingests every pending batch in order.
+        batch: one batch id (ingested even when nothing changed); ``None`` ingests every
+            pending batch in order.
         policy: the policy whose results are ingested and whose learner is updated.
         storage_url: object store URL; default from FMP_STORAGE_URL or ``.fmp/objects``.
         db_path: DuckDB policy store file; default ``.fmp/fmp.duckdb``.
@@ -51,11 +66,15 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learne
     store = store_for(settings)
     registry = registry_for(settings.catalog)
     summaries: list[FeedbackSummary] = []
-    with store_writer(), held_policy_store(settings) as db:  # one DuckDB connection
+    fault_point("feedback-before")
+    with (store_writer(database=settings.database, store=policy_store_at(settings)),
+          held_policy_store(settings) as db):  # one connection
         todo = [batch] if batch else pending_feedback(store, db, stream, policy)
+        if not batch:  # the name said "pending" until now: say what this run ingests
+            rename_flow_run(f"ingest_feedback/{stream}/{batches_label(todo)}")
         if not todo:
-            logger.info("stream %s: no batch with results and new labels for policy %s",
-                        stream, policy)
+            logger.info("stream %s: no batch whose results or labels changed or are unlearned "
+                        "for policy %s", stream, policy)
             return summaries
         info = batches.read_stream_info(store, stream)
         tag_flow_run(run_tags(stream, policy, info.query_id))
@@ -64,12 +83,28 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learne
             summary = ingest_batch(settings, store, registry, db, stream, b, policy)
             for error in summary.errors:
                 logger.warning(error)
-            logger.info("%s/%s policy %s: %d labelled of %d, new version %s", stream, b, policy,
-                        summary.labelled, summary.items, summary.new_version)
+            logger.info("%s/%s policy %s: %d labelled of %d items, %d learned (%d trained now: "
+                        "%d new, %d corrected label versions), %d normalised, %d lines rejected%s; "
+                        "results %s; new version %s", stream, b, policy, summary.labelled,
+                        summary.items, summary.learned, summary.trained, summary.new_labels,
+                        summary.corrected, summary.normalised, len(summary.rejected_lines),
+                        f" (lines {_lines(summary.rejected_lines)})" if summary.rejected_lines else "",
+                        summary.results, summary.new_version)
             summaries.append(summary)
+            fault_point("feedback-inside")
             try:
                 publish_feedback_artifact(feedback_report(store, registry, db, summary))
             except (StorageError, FileNotFoundError, ValueError) as exc:
                 # the ledger and the new version are written; only the report is missing
                 logger.warning("%s/%s: feedback artifact not published: %s", stream, b, exc)
+        try:  # the chart so far, once per run: trend-<stream>-<policy>
+            publish_trend_artifact(db, stream, policy)
+        except ValueError as exc:  # policy_store's QueryError included
+            logger.warning("%s: trend artifact not published: %s", stream, exc)
+    fault_point("feedback-after")
     return summaries
+
+
+def _lines(numbers: list[int], most: int = 10) -> str:
+    shown = ", ".join(map(str, numbers[:most]))
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")

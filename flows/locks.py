@@ -1,18 +1,43 @@
-"""One writer for the policy store: a Prefect global concurrency limit with one slot.
+"""One writer for the policy store: a lock file next to the DuckDB file, and the one slot of a
+Prefect global concurrency limit.
 
 DuckDB lets one process at a time hold its file. The store already retries while the
 lock is taken, but two feedback runs racing would still interleave "what is pending?"
-and "learn from it" decisions. Every run that writes takes the slot of
-``fmp-store-writer`` first, so writers queue in Prefect (visible in the UI under
-Concurrency) instead of inside DuckDB.
+and "learn from it" decisions. Every run that writes takes, in this order:
+
+1. an exclusive ``flock`` on ``<database>.writer.lock``. The kernel drops it the moment its
+   process dies (``kill -9`` included), so a dead writer never blocks the next one. While it
+   waits, a writer logs once which process holds it.
+2. the slot of ``fmp-store-writer`` (visible in the UI under Concurrency), on a lease of
+   ``LEASE_S``. A writer that holds the lock file knows that no live writer of its file holds
+   the slot (holders take the file first and give the slot back first), so a slot still taken
+   after ``SLOT_WAIT_S`` was left by a writer that died inside the block: it is reclaimed
+   (``active_slots`` set to 0, one warning line) instead of waiting for a lease that may never
+   expire (a temporary server keeps its leases in memory, so after a restart nothing frees the
+   slot; a standalone server frees it only after the lease, 60 s at the least).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from policy_store.store import PolicyStore
 
 WRITER_LIMIT = "fmp-store-writer"
+#: Lease of the slot, renewed by Prefect while it is held (the server's minimum is 60 s).
+LEASE_S = 60.0
+#: How long a writer that holds the lock file waits for a taken slot before reclaiming it.
+SLOT_WAIT_S = 3.0
+#: How often a waiting writer tries the lock file again.
+POLL_S = 0.2
 
 
 def ensure_limit(name: str = WRITER_LIMIT, limit: int = 1) -> None:
@@ -35,18 +60,118 @@ def ensure_limit(name: str = WRITER_LIMIT, limit: int = 1) -> None:
                 pass  # another run created it a moment ago
 
 
-@contextmanager
-def store_writer(timeout_s: float | None = None) -> Iterator[None]:
-    """Hold the single writer slot of the policy store for the duration of the block.
+def lock_path(database: Path) -> Path:
+    """The lock file of the writers of ``database``."""
+    return database.with_name(database.name + ".writer.lock")
 
-    Args:
-        timeout_s: how long to wait for the slot; ``None`` waits as long as it takes.
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("fmp.locks")
+
+
+def _holder(fd: int) -> str:
+    """What the lock file says about its holder ("pid N"), for messages."""
+    text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    return f"pid {text}" if text.isdigit() else "another process"
+
+
+@contextmanager
+def file_lock(path: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    The lock belongs to this process: the kernel releases it when the process exits or is
+    killed. The holder's pid is written into the file for the messages of those waiting.
 
     Raises:
-        TimeoutError: the slot was not free within ``timeout_s``.
+        TimeoutError: another process held it for ``timeout_s`` seconds (the message names
+            the file and the holder's pid).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"{path}: the store writer lock is held by {_holder(fd)} "
+                                       f"(waited {timeout_s:g}s)") from None
+                if not waited:
+                    _logger().info("waiting for the store writer lock %s, held by %s",
+                                   path, _holder(fd))
+                    waited = True
+                time.sleep(POLL_S)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _slot_free_or_reclaimed(name: str, wait_s: float) -> None:
+    """Wait up to ``wait_s`` for the limit to have a free slot; then reclaim the taken ones.
+
+    Called only while holding the lock file, when no live writer of the file holds a slot.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    deadline = time.monotonic() + wait_s
+    with get_client(sync_client=True) as client:
+        while True:
+            limit = client.read_global_concurrency_limit_by_name(name)
+            if not limit.active or limit.active_slots < limit.limit:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+    _logger().warning("reclaimed %d %s slot(s) left by a writer that died inside its block "
+                      "(no live process held the writer lock)", limit.active_slots, name)
+
+
+@contextmanager
+def store_writer(timeout_s: float | None = None, database: Path | None = None,
+                 store: PolicyStore | None = None) -> Iterator[None]:
+    """Be the one writer of the policy store for the duration of the block.
+
+    Args:
+        timeout_s: how long to wait for a live writer to finish; ``None`` waits as long as it
+            takes. A writer that died is never waited for (see the module's docstring).
+        database: the DuckDB file written; default the settings' (``FMP_HOME``/``FMP_DB_PATH``).
+        store: the store written. One that takes concurrent writers
+            (``PolicyStore.concurrent_writers``: a DuckLake store, whose writes are transactions
+            retried on conflict, each key written once by the store itself) needs no writer:
+            the block runs at once, neither lock file nor slot taken.
+
+    Raises:
+        TimeoutError: another live writer held the store for ``timeout_s`` seconds.
     """
     from prefect.concurrency.sync import concurrency
 
-    ensure_limit()
-    with concurrency(WRITER_LIMIT, occupy=1, timeout_seconds=timeout_s, strict=True):
+    if store is not None and store.concurrent_writers:
+        _logger().debug("no store writer lock: %s takes concurrent writers", store.url)
         yield
+        return
+    if database is None:
+        from flows._runtime import settings_for
+
+        database = settings_for().database
+    with file_lock(lock_path(database), timeout_s):
+        ensure_limit()
+        _slot_free_or_reclaimed(WRITER_LIMIT, SLOT_WAIT_S)
+        with concurrency(WRITER_LIMIT, occupy=1, lease_duration=LEASE_S, strict=True):
+            yield

@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
 from flows.artifacts import publish_batch_artifact
-from flows.runs import run_tags, tag_flow_run
+from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
 from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
 from storage import batches
@@ -45,6 +45,8 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
     registry = with_api_keys(registry_for(settings.catalog))  # keys from Prefect Secret blocks
     if batch is None:
         batch = next_batch(store, stream, policy)
+        # the name said "next" until now: say which batch this run answers
+        rename_flow_run(f"stream_batch/{stream}/{batch or batches_label([])}")
         if batch is None:
             logger.info("stream %s: no unprocessed batch for policy %s", stream, policy)
             return None

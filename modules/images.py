@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
@@ -22,12 +23,19 @@ def decode_image(data: bytes) -> np.ndarray:
     if not data:
         raise ImageDecodeError("image is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageDecodeError(
-                    f"image is {img.width}x{img.height}, over the {MAX_PIXELS} pixel limit")
-            rgb = img.convert("RGB")
-            rgb.load()
+        # PIL checks the declared size when it opens the file: a warning past 89 megapixels,
+        # DecompressionBombError past twice that. Both become this item's error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageDecodeError(
+                        f"image is {img.width}x{img.height}, over the {MAX_PIXELS} pixel limit")
+                rgb = img.convert("RGB")
+                rgb.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large ({len(data)} bytes): {exc} "
+                               f"(the limit is {MAX_PIXELS} pixels)") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not a readable image ({len(data)} bytes, starts {data[:8]!r})") from None
     except (OSError, ValueError, SyntaxError) as exc:

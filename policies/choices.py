@@ -8,6 +8,7 @@ import numpy as np
 
 from modules.program import Program
 from modules.registry import Registry
+from policies.audits import extra_site
 from policies.pinned import pin
 from policy_store.learners.config import LearnerConfig
 from policy_store.records import PolicyVersion
@@ -18,8 +19,10 @@ Shares = Counter[tuple[str, str]]
 
 
 def made_choices(rows: list[ResultRow]) -> Shares:
-    """What the batch's pinned version chose: one count per executed (item, call site)."""
-    return Counter((d.call_site, d.backend) for row in rows for d in row.decisions)
+    """What the batch's pinned version chose: one count per executed (item, call site), the
+    ``confirmed`` policy's confirmations and audits left out (no choice of the policy's)."""
+    return Counter((d.call_site, d.backend) for row in rows for d in row.decisions
+                   if not extra_site(d.call_site))
 
 
 def replayed_choices(registry: Registry, program: Program, policy: str, version: PolicyVersion,

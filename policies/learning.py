@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 from modules.program import Program
 from modules.registry import Registry
+from policies.audits import Replayer, known_runs
 from policies.costs import monolithic_flops
 from policies.pinned import PinnedPolicy, pin
 from policy_store.learners.base import Example
 from policy_store.learners.config import LearnerConfig
+from policy_store.learners.confirmed import ConfirmedLearner
 from policy_store.records import PolicyVersion
 from policy_store.rewards import item_loss, split_reward
-from storage.records import ResultRow
+from storage.records import DecisionRecord, ResultRow
 
 
 def examples_from(rows: list[ResultRow], labels: dict[str, bool | str], answer_type: Literal["bool", "str"],
@@ -44,3 +47,44 @@ def learn(registry: Registry, program: Program, policy: str, latest: PolicyVersi
     examples = examples_from(rows, labels, answer_type, pinned.config, monolithic_flops(registry))
     pinned.learner.update(examples)
     return pinned, len(examples)
+
+
+@dataclass(frozen=True)
+class Audited:
+    """What one audit step did: the updated policy, the items audited so far, the item replays
+    run now, and their calls (batch, item_id, decision) to charge to the policy."""
+
+    pinned: PinnedPolicy
+    audited: int
+    replays: int
+    charges: list[tuple[str, str, DecisionRecord]]
+
+
+def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersion | None,
+          lam: float, seed: int, answer_type: Literal["bool", "str"], batch: str,
+          rows: list[ResultRow], labels: dict[str, bool | str],
+          image: Callable[[str, str], np.ndarray]) -> Audited:
+    """The ``confirmed`` policy's learning step on one batch's new labels: admit the labelled
+    items by stratum, replay the audited ones (this batch's and earlier ones') under the
+    configurations the descent tries, with the real backends (``image(batch, item_id)`` gives
+    an item's pixels), and repin. Items are keyed ``batch/item_id`` in the learner."""
+    pinned = pin(registry, program, policy, latest, lam, seed)
+    learner = pinned.learner
+    if not isinstance(learner, ConfirmedLearner):
+        raise TypeError(f"policy {policy!r} runs the {learner.name} learner; audits need 'confirmed'")
+
+    def pixels(key: str) -> np.ndarray:
+        b, item = key.split("/", 1)
+        return image(b, item)
+
+    replayer = Replayer(registry, program, answer_type, pixels,
+                        {f"{batch}/{r.item_id}": np.asarray(r.features, dtype=np.float64) for r in rows})
+    arrived = [(f"{batch}/{r.item_id}", labels[r.item_id], r.answer) for r in rows if r.item_id in labels]
+    own = {f"{batch}/{r.item_id}": known_runs(r, learner.pins, learner.fallback) for r in rows}
+    learner.audit(answer_type, arrived, replayer, monolithic_flops(registry), own)
+    charges = []
+    for key, ds in replayer.decisions().items():
+        b, item = key.split("/", 1)
+        charges += [(b, item, d) for d in ds]
+    return Audited(replace(pinned, config=learner.config), len(learner.book.weights), replayer.runs,
+                   charges)

@@ -30,6 +30,9 @@ POLICIES: dict[str, PolicySpec] = {
         # call-site cascades: run cheap, re-issue one rung up while the answer is not trusted
         # (not the default; benchmarks/README.md has its measurements)
         PolicySpec("cascade", "cascade"),
+        # a static configuration searched by audits of labelled items, every "yes" confirmed on
+        # the largest backends (not the default; benchmarks/README.md, row `confirmed`)
+        PolicySpec("confirmed", "confirmed", options={"audit_start": 0.5}),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
         PolicySpec("random", "random"),

@@ -16,6 +16,7 @@ from policy_store.errors import (
     PolicyStoreError,
     QueryError,
     RewardError,
+    StoreConflictError,
     StoreLockedError,
     UnknownVersionError,
 )
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AlreadyLearnedError", "AnswerError", "BackendCost", "CallSiteInfo", "IngestBatch",
     "IngestError", "IngestSummary", "LearnerError", "PolicyStore", "PolicyStoreError",
-    "PolicyVersion", "QueryError", "RewardError", "StoreLockedError", "UnknownVersionError",
+    "PolicyVersion", "QueryError", "RewardError", "StoreConflictError", "StoreLockedError",
+    "UnknownVersionError",
     "normalise_answer",
 ]

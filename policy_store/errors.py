@@ -2,6 +2,7 @@
 
     PolicyStoreError
     ├── StoreLockedError (TimeoutError)    another process held the DuckDB file too long
+    ├── StoreConflictError                 a DuckLake write lost to other writers every try
     ├── UnknownVersionError (LookupError)  a (stream, policy, version) never saved
     ├── AlreadyLearnedError (ValueError)   a batch's learner update was already saved
     ├── IngestError (ValueError)           a malformed ingest batch (duplicate item, ...)
@@ -20,6 +21,10 @@ class PolicyStoreError(Exception):
 
 class StoreLockedError(PolicyStoreError, TimeoutError):
     """Another process kept the database file locked for longer than ``lock_timeout_s``."""
+
+
+class StoreConflictError(PolicyStoreError):
+    """A DuckLake write conflicted with other writers' commits on every one of its attempts."""
 
 
 class UnknownVersionError(PolicyStoreError, LookupError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policy_store.answers import normalise_answer
+from policy_store.answers import normalise_answer, normalise_label
 from policy_store.errors import AnswerError, IngestError
 from policy_store.records import IngestBatch, IngestSummary
 from storage.records import ResultRow
@@ -47,29 +47,59 @@ def build_rows(batch: IngestBatch, now: datetime) -> IngestRows:
             "program_id": batch.program_id, "ingested_at": now,
         })
         decisions.extend(_decision_rows(row, key, batch.policy_version, where))
-    labels: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    for item_id in sorted(batch.labels):
-        if item_id not in seen:
-            errors.append({
-                "stream": batch.stream, "batch": batch.batch, "item_id": item_id, "seen_at": now,
-                "reason": f"label for item {item_id!r} but policy {batch.policy!r} has no result "
-                f"for it in batch {batch.batch!r}; check the labels' item_ids against the manifest",
-            })
-            continue
-        answer = _normalise(batch.labels[item_id], f"{where}, item {item_id!r}: label")
-        if answer is None:
-            raise IngestError(f"{where}, item {item_id!r}: label is None; give a bool or str")
-        labels.append({"stream": batch.stream, "batch": batch.batch, "item_id": item_id,
-                       "answer": answer})
+    labels, errors, rejected, normalised = _label_rows(batch, seen, where, now)
     summary = IngestSummary(
         items=len(results),
         failed=sum(r["status"] == "failed" for r in results),
         labelled=len(labels),
         decisions=len(decisions),
-        unknown_labels=[e["item_id"] for e in errors],
+        unknown_labels=[e["item_id"] for e in errors if e["item_id"] not in rejected],
+        normalised=normalised,
+        rejected={item: rejected[item] for item in sorted(rejected, key=lambda i: _line_order(batch, i))},
     )
     return IngestRows(results, decisions, labels, errors, summary)
+
+
+def _label_rows(
+    batch: IngestBatch, seen: set[str], where: str, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str], int]:
+    """Label rows, label_error rows (unknown items and rejected values), the rejection reasons
+    by item, and how many accepted labels were normalised."""
+    labels: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    rejected: dict[str, str] = {}
+    normalised = 0
+    key = {"stream": batch.stream, "batch": batch.batch}
+    for item_id in sorted(batch.labels):
+        line = batch.label_lines.get(item_id)
+        at = f"line {line}: " if line is not None else ""
+        if item_id not in seen:
+            errors.append({**key, "item_id": item_id, "seen_at": now,
+                           "reason": f"{at}label for item {item_id!r} but policy {batch.policy!r} has no "
+                           f"result for it in batch {batch.batch!r}; check the labels' item_ids against "
+                           "the manifest"})
+            continue
+        raw = batch.labels[item_id]
+        if raw is None:
+            raise IngestError(f"{where}, item {item_id!r}: label is None; give a bool or str")
+        try:
+            if batch.answer_type is None:
+                text, changed = normalise_answer(raw), False
+            else:
+                label = normalise_label(raw, batch.answer_type)
+                text, changed = label.text, label.changed
+        except AnswerError as exc:
+            reason = f"{at}item {item_id!r}: {exc}"
+            rejected[item_id] = reason
+            errors.append({**key, "item_id": item_id, "seen_at": now, "reason": reason})
+            continue
+        normalised += changed
+        labels.append({**key, "item_id": item_id, "answer": text})
+    return labels, errors, rejected, normalised
+
+
+def _line_order(batch: IngestBatch, item_id: str) -> tuple[int, str]:
+    return batch.label_lines.get(item_id, 0), item_id
 
 
 def _check_row(row: ResultRow, where: str, seen: set[str]) -> None:

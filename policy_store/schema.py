@@ -37,6 +37,14 @@ Views (read them with ``PolicyStore.query`` or ``fmp ledger``):
 ``policy_history``
     One row per policy version: stream, policy, version, parent, learner, created_at,
     note and the batch it learned from (NULL for rollbacks and priors), without the blob.
+``feedback_by_batch``
+    One row per (stream, policy, batch) in the ledger: items, labelled (items with a current
+    label), learned (labelled items whose current label version this policy's learner was
+    trained on), unlearned (labelled - learned) and corrected (labelled items whose current
+    label is not their first). A batch is fully learned when unlearned = 0.
+
+Schema versions: ``schema_version`` records the versions a file went through;
+``PolicyStore.init`` migrates an older file (``migrations.py``).
 
 Money (``price``, ``monolithic_price``, ``saved_price``; US$) and FLOPs columns are DOUBLE.
 """
@@ -148,6 +156,8 @@ label_errors = Table(
     Column("seen_at", DateTime, nullable=False),
 )
 
+# The first version that learned from a batch (``PolicyStore.learned``); later versions that
+# learned late or corrected labels of the batch are in ``learned_labels``.
 learned_batches = Table(
     "learned_batches", metadata,
     Column("stream", String, primary_key=True),
@@ -155,6 +165,56 @@ learned_batches = Table(
     Column("batch", String, primary_key=True),
     Column("version", Integer, nullable=False),
     Column("learned_at", DateTime, nullable=False),
+)
+
+#: The schema this code writes; ``migrations.migrate`` brings older files up to it.
+SCHEMA_VERSION = 2
+
+# One row per migration applied (and one for the version a new file was created at).
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime, nullable=False),
+)
+
+# Every label value an item has had, in the order feedback saw them: ``seq`` counts from 1
+# and grows only when the normalised label text changes (``label_hash`` = sha256 of it), so
+# a label version is (stream, batch, item_id, seq). ``labels`` holds the current value.
+label_versions = Table(
+    "label_versions", metadata,
+    Column("stream", String, primary_key=True),
+    Column("batch", String, primary_key=True),
+    Column("item_id", String, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("answer", Text, nullable=False),
+    Column("label_hash", String, nullable=False),
+    Column("seen_at", DateTime, nullable=False),
+)
+
+# Which label versions each policy's learner was trained on, and by which saved version:
+# a label version is learned once per policy, never twice.
+learned_labels = Table(
+    "learned_labels", metadata,
+    Column("stream", String, primary_key=True),
+    Column("policy", String, primary_key=True),
+    Column("batch", String, primary_key=True),
+    Column("item_id", String, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("learned_at", DateTime, nullable=False),
+)
+
+# What the ledger rows of (stream, policy, batch) were built from: the sha256 of the
+# results.jsonl and labels.jsonl bytes ingested last. Feedback re-ingests a batch when either
+# differs (a rerun batch, late or corrected labels); no timestamp is compared.
+feedback_state = Table(
+    "feedback_state", metadata,
+    Column("stream", String, primary_key=True),
+    Column("policy", String, primary_key=True),
+    Column("batch", String, primary_key=True),
+    Column("results_sha256", String, nullable=False),
+    Column("labels_sha256", String, nullable=False),
+    Column("ingested_at", DateTime, nullable=False),
 )
 
 # Programs written from task text (modules.synthesis): one row per (task, revision);
@@ -250,8 +310,25 @@ FROM ledger_by_day GROUP BY stream, policy""",
 SELECT v.stream, v.policy, v.version, v.parent, v.learner, v.created_at, v.note,
        b.batch AS learned_batch
 FROM policy_versions v
-LEFT JOIN learned_batches b
-  ON b.stream = v.stream AND b.policy = v.policy AND b.version = v.version""",
+LEFT JOIN (
+  SELECT stream, policy, version, MIN(batch) AS batch FROM (
+    SELECT stream, policy, version, batch FROM learned_batches
+    UNION SELECT stream, policy, version, batch FROM learned_labels
+  ) u GROUP BY stream, policy, version
+) b ON b.stream = v.stream AND b.policy = v.policy AND b.version = v.version""",
+    "feedback_by_batch": """
+SELECT r.stream, r.policy, r.batch, COUNT(*) AS items, COUNT(l.item_id) AS labelled,
+       COUNT(ll.item_id) AS learned, COUNT(l.item_id) - COUNT(ll.item_id) AS unlearned,
+       CAST(SUM(CASE WHEN cur.seq > 1 THEN 1 ELSE 0 END) AS BIGINT) AS corrected
+FROM results r
+LEFT JOIN labels l ON l.stream = r.stream AND l.batch = r.batch AND l.item_id = r.item_id
+LEFT JOIN (
+  SELECT stream, batch, item_id, MAX(seq) AS seq FROM label_versions GROUP BY stream, batch, item_id
+) cur ON cur.stream = l.stream AND cur.batch = l.batch AND cur.item_id = l.item_id
+LEFT JOIN learned_labels ll
+  ON ll.stream = r.stream AND ll.policy = r.policy AND ll.batch = r.batch
+ AND ll.item_id = r.item_id AND ll.seq = cur.seq
+GROUP BY r.stream, r.policy, r.batch""",
 }
 
 VIEWS: dict[str, str] = {

@@ -10,8 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from policy_store import schema
+from policy_store.bulk import bulk_insert
 from policy_store.errors import AlreadyLearnedError, UnknownVersionError
+from policy_store.lake import claim
 from policy_store.records import PolicyVersion
+from storage.records import DecisionRecord
 
 T = TypeVar("T")
 _V = schema.policy_versions
@@ -88,6 +91,47 @@ class VersionsMixin:
         return self._run(lambda conn: self._save(
             conn, stream, policy, learner, config_json, params, parent, note, learned_batch))
 
+    def save_learned_version(
+        self, stream: str, policy: str, learner: str, config_json: str, params: bytes,
+        parent: int | None, note: str, batch: str, labels: list[tuple[str, int]],
+        charges: list[tuple[str, str, DecisionRecord]] | None = None,
+    ) -> int:
+        """Save the next version and record, atomically, that it learned ``labels`` — label
+        versions (item_id, seq) of ``batch`` — and, the first time, the batch itself.
+
+        ``charges``: (batch, item_id, decision) of compute the learning itself ran (the
+        ``confirmed`` policy's audits), added to the ledger's ``decisions`` in the same
+        transaction, summed into the row of the same (item, call site) if there is one.
+
+        Raises:
+            AlreadyLearnedError: one of the label versions was already learned by this
+                (stream, policy); nothing is saved.
+        """
+        def save(conn: Connection) -> int:
+            ll = schema.learned_labels
+            wanted = {(item, seq) for item, seq in labels}
+            done = conn.execute(sa.select(ll.c.item_id, ll.c.seq, ll.c.version).where(
+                ll.c.stream == stream, ll.c.policy == policy, ll.c.batch == batch)).all()
+            again = sorted((r.item_id, r.seq, r.version) for r in done if (r.item_id, r.seq) in wanted)
+            if again:
+                item, seq, by = again[0]
+                raise AlreadyLearnedError(
+                    f"stream {stream!r}, policy {policy!r}, batch {batch!r}: label version "
+                    f"{seq} of item {item!r} was already learned by v{by} ({len(again)} such); "
+                    "train only on unlearned_labels()")
+            first = _learned_row(conn, stream, policy, batch) is None
+            version = self._save(conn, stream, policy, learner, config_json, params, parent, note,
+                                 batch if first else None)
+            now = utcnow()
+            bulk_insert(conn, ll, [
+                {"stream": stream, "policy": policy, "batch": batch, "item_id": item,
+                 "seq": seq, "version": version, "learned_at": now}
+                for item, seq in sorted(wanted)])
+            _charge(conn, stream, policy, version, charges or [])
+            return version
+
+        return self._run(save)
+
     def rollback(self, stream: str, policy: str, version: int) -> int:
         """Save a new version carrying ``version``'s learner state; returns the new number."""
 
@@ -99,7 +143,8 @@ class VersionsMixin:
         return self._run(roll)
 
     def learned(self, stream: str, policy: str, batch: str) -> bool:
-        """Whether a learner update from this batch was already saved."""
+        """Whether a learner update from this batch was ever saved (not that every label of
+        it was learned: see the ``feedback_by_batch`` view and ``unlearned_labels``)."""
         return self._run(lambda conn: _learned_row(conn, stream, policy, batch)) is not None
 
     def mark_learned(self, stream: str, policy: str, batch: str, version: int) -> None:
@@ -107,6 +152,7 @@ class VersionsMixin:
 
         def mark(conn: Connection) -> None:
             if _learned_row(conn, stream, policy, batch) is None:
+                claim(conn, "policy", stream, policy)
                 conn.execute(sa.insert(_L), [{"stream": stream, "policy": policy, "batch": batch,
                                               "version": version, "learned_at": utcnow()}])
 
@@ -126,6 +172,8 @@ class VersionsMixin:
                     f"stream {stream!r}, policy {policy!r}: batch {learned_batch!r} was already "
                     f"learned by v{row.version}; skip it (check learned() before updating)"
                 )
+        # one writer at a time per (stream, policy): version numbers and learned rows stay unique
+        claim(conn, "policy", stream, policy)
         top = conn.execute(sa.select(sa.func.max(_V.c.version)).where(
             _V.c.stream == stream, _V.c.policy == policy)).scalar()
         version = (top or 0) + 1
@@ -139,3 +187,27 @@ class VersionsMixin:
                                           "batch": learned_batch, "version": version,
                                           "learned_at": now}])
         return version
+
+
+_CHARGED = ("calls", "flops", "params", "wall_ms", "price")
+
+
+def _charge(conn: Connection, stream: str, policy: str, version: int,
+            charges: list[tuple[str, str, DecisionRecord]]) -> None:
+    """Add ``charges`` to ``decisions``: a new row per (batch, item, call site), or its costs
+    summed into the row already there (then ``policy_version`` becomes ``version``)."""
+    d = schema.decisions
+    for batch, item, rec in charges:
+        key = (d.c.stream == stream, d.c.policy == policy, d.c.batch == batch, d.c.item_id == item,
+               d.c.call_site == rec.call_site)
+        old = conn.execute(sa.select(*(d.c[c] for c in _CHARGED)).where(*key)).first()
+        if old is None:
+            conn.execute(sa.insert(d), [{
+                "stream": stream, "policy": policy, "batch": batch, "item_id": item,
+                "call_site": rec.call_site, "function": rec.function, "backend": rec.backend,
+                "propensity": float(rec.propensity), "policy_version": version,
+                "calls": int(rec.calls), **{c: float(getattr(rec, c)) for c in _CHARGED[1:]}}])
+        else:
+            conn.execute(sa.update(d).where(*key).values(
+                policy_version=version, calls=int(old.calls) + int(rec.calls),
+                **{c: float(getattr(old, c)) + float(getattr(rec, c)) for c in _CHARGED[1:]}))

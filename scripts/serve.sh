@@ -27,6 +27,21 @@ export FMP_HOME=${FMP_HOME:-$PWD/.fmp}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}        # moto accepts any key
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+# ... and every `fmp` command, in any terminal, through $FMP_HOME/settings.env (the worker's flow
+# runs read it too), so a stream created or published elsewhere lands where the worker looks.
+# It describes this running setup: on exit the file it replaced comes back (or it goes).
+mkdir -p "$FMP_HOME"
+SETTINGS="$FMP_HOME/settings.env"
+[ -f "$SETTINGS" ] && cp "$SETTINGS" "$SETTINGS.before-serve"
+cat >"$SETTINGS" <<EOF
+# written by make serve (scripts/serve.sh); read by every fmp command and flow run
+FMP_STORAGE_URL=$FMP_STORAGE_URL
+FMP_S3_ENDPOINT_URL=$FMP_S3_ENDPOINT_URL
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+AWS_DEFAULT_REGION=$AWS_DEFAULT_REGION
+PREFECT_API_URL=$PREFECT_API_URL
+EOF
 
 # With `set -m` each background job is its own process group (PGID = its PID), so a signal
 # to "-PID" reaches the job's children too (moto_server under its launcher, flow runs under
@@ -46,6 +61,7 @@ cleanup() {
   done
   for pgid in $WORKER $SERVER $MOTO; do kill -KILL -- "-$pgid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -f "$SETTINGS.before-serve" ]; then mv "$SETTINGS.before-serve" "$SETTINGS"; else rm -f "$SETTINGS"; fi
 }
 trap cleanup EXIT INT TERM
 

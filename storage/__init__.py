@@ -12,7 +12,7 @@ Heavy dependencies (boto3) are imported only when an S3 client is first needed.
 from __future__ import annotations
 
 from storage.base import ObjectStore
-from storage.errors import ObjectNotFound, RecordError, StorageError, StoreConfigError
+from storage.errors import ObjectNotFound, RecordError, StorageError, StoreConfigError, StoreUnavailable
 from storage.local import LocalStore
 from storage.s3 import S3Store
 from storage.url import open_store
@@ -25,5 +25,6 @@ __all__ = [
     "S3Store",
     "StorageError",
     "StoreConfigError",
+    "StoreUnavailable",
     "open_store",
 ]

@@ -14,14 +14,17 @@ from datetime import UTC, datetime
 from storage import layout
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound, RecordError, StorageError
+from storage.faultpoints import fault_point
 from storage.jsonl import ParsedLines, dump_jsonl, parse_jsonl, parse_one
 from storage.records import BatchResultsMarker, Label, ManifestItem, ResultRow, StreamInfo
+from storage.registry import register_stream
 
 
 def write_stream_info(store: ObjectStore, info: StreamInfo) -> str:
-    """Publish a stream's description. Returns the key written."""
+    """Publish a stream's description and register the stream. Returns the key written."""
     key = layout.stream_info_key(info.stream)
     store.put(key, info.model_dump_json(indent=2).encode())
+    register_stream(store, info.stream)
     return key
 
 
@@ -150,9 +153,12 @@ def write_results(
         sha256=hashlib.sha256(data).hexdigest(),
         created_at=created_at or datetime.now(UTC),
     )
+    fault_point("results-before")
     store.delete(marker_key)
     store.put(data_key, data)
+    fault_point("results-between")
     store.put(marker_key, marker.model_dump_json(indent=2).encode())
+    fault_point("results-after")
     return marker
 
 

@@ -1,6 +1,7 @@
 """Errors raised by the storage package.
 
     StorageError                          root: an object store operation failed
+    ├── StoreUnavailable                  the store did not answer (down, frozen, unreachable)
     ├── ObjectNotFound (KeyError)         a key does not exist in the store
     ├── RecordError (ValueError)          one stored record (a JSONL line / JSON file) is invalid
     └── StoreConfigError (ValueError)     a bad store URL, key, or stream/batch/policy id
@@ -16,6 +17,14 @@ from typing import Any
 
 class StorageError(Exception):
     """Root of the storage package's errors (also raised for torn writes and I/O failures)."""
+
+
+class StoreUnavailable(StorageError):
+    """The store did not answer in time or refused the connection, after retries.
+
+    A fault of the store, not of the object: callers retry later rather than record the
+    object as bad.
+    """
 
 
 class ObjectNotFound(StorageError, KeyError):

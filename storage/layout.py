@@ -6,6 +6,7 @@ streams/<stream>/batches/<batch>/manifest.jsonl           ManifestItem lines (LA
 streams/<stream>/feedback/<batch>/labels.jsonl            Label lines
 streams/<stream>/results/<policy>/<batch>/results.jsonl   ResultRow lines (data first)
 streams/<stream>/results/<policy>/<batch>/_SUCCESS        BatchResultsMarker (LAST)
+registry/streams/<stream>.json                            StreamEntry (the stream registry)
 policies/...                                              reserved
 """
 
@@ -111,3 +112,13 @@ def results_key(stream: str, policy: str, batch: str) -> str:
 def success_key(stream: str, policy: str, batch: str) -> str:
     """``streams/<stream>/results/<policy>/<batch>/_SUCCESS``."""
     return f"{policy_results_prefix(stream, policy)}{check_id('batch', batch)}/{SUCCESS}"
+
+
+#: Prefix of the stream registry: one small object per stream, so discovery and feedback find
+#: every stream without listing the streams' images.
+REGISTRY_PREFIX = "registry/streams/"
+
+
+def registry_key(stream: str) -> str:
+    """``registry/streams/<stream>.json``."""
+    return f"{REGISTRY_PREFIX}{check_id('stream', stream)}.json"

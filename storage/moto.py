@@ -16,6 +16,7 @@ import argparse
 import http.client
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from storage.children import die_with_parent
 from storage.errors import StorageError
 
 DUMMY_ENV = {
@@ -116,7 +118,9 @@ class MotoServer:
         command = _command(self.host, self.port)
         self.stop()  # after a server that exited: reap it, close its log
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
-        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)
+        # the server dies with this process, even when it is killed (-9) and runs no cleanup
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log,
+                                      preexec_fn=die_with_parent())
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9000, help="TCP port (default 9000)")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     args = parser.parse_args(argv)
+    # SIGTERM (kill, a service manager) stops the server as Ctrl-C does, not just this process
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with MotoServer(port=args.port, host=args.host) as server:
         print(
             f"moto S3 on {server.endpoint_url}; export FMP_S3_ENDPOINT_URL={server.endpoint_url}",

@@ -23,11 +23,14 @@ from storage.base import validate_key
 
 #: Stream, batch and policy ids: safe as one key segment.
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-#: Item ids: safe as a file name.
-ITEM_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+#: Item ids: a file name, or a relative path of file names ('/'-separated: an image's path
+#: relative to the folder or S3 prefix it was added from, see storage.sources).
+ITEM_ID_PATTERN = r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$"
+ITEM_ID_MAX = 512
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN, description="item id, unique in its batch")]
+ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN, min_length=1, max_length=ITEM_ID_MAX,
+                              description="item id, unique in its batch")]
 # Strict so a JSON 1 or "true" is not silently coerced into an answer of another type.
 Answer = Annotated[bool, Strict()] | Annotated[str, Strict()]
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]

@@ -13,11 +13,20 @@ from typing import Any
 from urllib.parse import quote
 
 from storage.base import ObjectStore, validate_key
-from storage.errors import ObjectNotFound, StorageError, StoreConfigError
+from storage.errors import ObjectNotFound, StorageError, StoreConfigError, StoreUnavailable
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 # S3's rules for new bucket names (lowercase, digits, '.', '-'; 3-63 characters).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: Seconds to open a connection and to wait for each read of a response. Without them botocore
+#: waits 60 s per read, and a frozen endpoint (one that accepts connections but never answers)
+#: held a call for minutes.
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 6.0
+#: Tries per call (botocore's "standard" mode: the first plus retries, exponential backoff with
+#: jitter, at most 2 s then 4 s). A call that never gets an answer fails after at most
+#: 3 × 6 s + 6 s = 24 s (plus connects), with one line naming the endpoint.
+ATTEMPTS = 3
 
 
 class S3Store(ObjectStore):
@@ -66,9 +75,12 @@ class S3Store(ObjectStore):
         with self._lock:
             if self._client is None:
                 import boto3
+                from botocore.config import Config
 
+                config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                                retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
                 self._client = boto3.client(
-                    "s3", endpoint_url=self.endpoint_url, region_name=self.region
+                    "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
                 )
             return self._client
 
@@ -109,10 +121,14 @@ class S3Store(ObjectStore):
     @contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
         """Turn botocore failures into StorageError naming the bucket and key."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             yield
+        except (BotoConnectionError, HTTPClientError) as exc:  # timeouts, refused, reset
+            where = f"s3://{self.bucket}/{self._full(key)}" if key else f"s3://{self.bucket}"
+            raise StoreUnavailable(f"cannot {action} {where}: {exc}") from exc
         except (ClientError, BotoCoreError) as exc:
             where = f"s3://{self.bucket}/{self._full(key)}" if key else f"s3://{self.bucket}"
             hint = ""

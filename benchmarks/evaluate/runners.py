@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.counterfactual import oracle_runs
+from benchmarks.evaluate.audit import AuditOptions, audited
 from benchmarks.evaluate.harness import (
     FMP_DECISION_FLOPS,
     Context,
@@ -251,12 +252,18 @@ RUNNERS: dict[str, Runner] = {
     "cascade": Runner(_cascade, per_lambda=True, across_queries=True),
     "fmp": Runner(lambda q, lam: shared("fmp", q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
                   across_queries=True),
+    "audited": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
+                      across_queries=True),
+    "confirmed": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam,
+                                               AuditOptions(confirm=True, start=0.5), "confirmed"),
+                        per_lambda=True, across_queries=True),
     "fmp-budget": Runner(lambda q, lam: shared("fmp-budget", q.stream, q.ctx, q.arms, q.costs, lam),
                          per_lambda=True, across_queries=True),
 }
 #: Every policy, in the order the CLI lists them.
 ALL_POLICIES = ("monolithic", "cheapest", "largest", "random", "static", "routing", "paper",
-                "learned", "fmp", "fmp-budget", "cascade", "oracle")
+                "learned", "fmp", "fmp-budget", "cascade", "audited", "confirmed",
+                "oracle")
 #: Policies whose behaviour depends on λ (run once per λ of the sweep).
 LAMBDA_POLICIES = tuple(n for n in ALL_POLICIES if RUNNERS[n].per_lambda)
 

@@ -59,8 +59,9 @@ def summarise(per_query: dict[str, list[ItemResult]], answer_type: str, lam: flo
 def sweep(by_policy: Results, answer_type: str, lams: list[float], mono_flops: float
           ) -> dict[str, list[dict[str, Any]]]:
     """Every policy's row at every λ it ran, with its savings against the monolithic
-    policy (or one monolithic call per item when it did not run) and its cost ÷ the
-    oracle's; regret is against the oracle at the first λ."""
+    policy (or one monolithic call per item when it did not run), its savings against the
+    program on its largest backends (``savings_vs_largest``; None when ``largest`` did not
+    run) and its cost ÷ the oracle's; regret is against the oracle at the first λ."""
     oracle_q = by_policy.get("oracle", {}).get(lams[0])
     mono_row = None
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -73,9 +74,11 @@ def sweep(by_policy: Results, answer_type: str, lams: list[float], mono_flops: f
                 mono_row = row
     ref = mono_row["gflops_per_item"] if mono_row else mono_flops / 1e9
     orc = rows["oracle"][0]["gflops_per_item"] if "oracle" in rows else None
+    largest = rows["largest"][0]["gflops_per_item"] if "largest" in rows else None
     for policy_rows in rows.values():
         for r in policy_rows:
             r["savings_vs_monolithic"] = 1 - r["gflops_per_item"] / ref
+            r["savings_vs_largest"] = 1 - r["gflops_per_item"] / largest if largest else None
             r["cost_vs_oracle"] = r["gflops_per_item"] / orc if orc else float("nan")
     return rows
 
@@ -88,12 +91,15 @@ def at_lambda(rows: dict[str, list[dict[str, Any]]], lam: float) -> dict[str, di
 
 def table(rows: dict[str, dict[str, Any]], metric: str, decision_us: dict[str, float]) -> str:
     lines = [f"{'policy':12} {'λ':>6} {metric:>6} {'GFLOPs/item':>11} {'Mparams·calls':>13} "
-             f"{'ms/item':>8} {'savings':>8} {'÷oracle':>8} {'regret':>9} {'µs/decision':>11}"]
+             f"{'ms/item':>8} {'savings':>8} {'vs largest':>10} {'÷oracle':>8} {'regret':>9} "
+             f"{'µs/decision':>11}"]
     for name, r in rows.items():
         us = decision_us.get(name)
+        vs_largest = r.get("savings_vs_largest")
         lines.append(
             f"{name:12} {r['lam']:6.3g} {r['quality']:6.3f} {r['gflops_per_item']:11.4f} "
             f"{r['mparams_calls_per_item']:13.3f} {r['wall_ms_per_item']:8.2f} "
-            f"{100 * r['savings_vs_monolithic']:7.1f}% {r['cost_vs_oracle']:8.2f} "
+            f"{100 * r['savings_vs_monolithic']:7.1f}% "
+            f"{'-' if vs_largest is None else f'{100 * vs_largest:.1f}%':>10} {r['cost_vs_oracle']:8.2f} "
             f"{r.get('cumulative_regret', float('nan')):9.1f} {'-' if us is None else f'{us:11.1f}'}")
     return "\n".join(lines)

@@ -98,3 +98,26 @@ def accepted(answer: Any, accept: list[str], classes: list[str]) -> bool:
         elif answer.strip().lower() == a.lower():
             return True
     return False
+
+
+def export_photos(folder: Path, path: Path = TRUTH) -> list[Path]:
+    """Copy every distinct Track R photo that is installed into ``folder/<source>/<file>``
+    (``skimage/chelsea.png``, ...): a folder of real photos for ``fmp stream add``.
+
+    Photos whose package is missing (Debian's darknet, say) are left out.
+
+    Returns:
+        The files written, sorted.
+    """
+    written = []
+    for source in sorted({q["photo"] for q in load_questions(path)}):
+        try:
+            photo = photo_path(source)
+        except FileNotFoundError:
+            continue
+        where, _, name = source.partition(":")
+        target = folder / where / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(photo.read_bytes())
+        written.append(target)
+    return sorted(written)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.trackr import CATALOG, LADDERS, accepted, load_photo, load_questions, program_for
+from benchmarks.trackr import (
+    CATALOG,
+    LADDERS,
+    accepted,
+    export_photos,
+    load_photo,
+    load_questions,
+    program_for,
+)
 from modules.backends.mobilenet import CLASSES_FILE
 from modules.catalog import parse_catalog
 from modules.executor import BatchExecutor, ItemInput, Route
@@ -48,7 +57,16 @@ def run(registry: Registry) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--export"] and len(args) == 2:  # the photos alone, for `fmp stream add`
+        files = export_photos(Path(args[1]))
+        print(f"wrote {len(files)} Track R photos under {args[1]}: "
+              + ", ".join(str(f.relative_to(args[1])) for f in files))
+        return 0
+    if args:
+        print("usage: python -m benchmarks.trackr [--export FOLDER]", file=sys.stderr)
+        return 2
     registry = Registry(parse_catalog(CATALOG, "benchmarks.trackr.CATALOG"))
     for spec in CATALOG:
         registry.get(spec["name"])  # load first: set-up is not a call's cost

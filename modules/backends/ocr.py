@@ -13,8 +13,8 @@ Kind ``ocr``; the spec's ``engine`` picks the model, all of them installed offli
 
 ddddocr, Tesseract and pprec read one line; they are given the line that ``localise_text`` (a
 classic morphological text localiser, no learning) finds in the patch. RapidOCR finds text
-itself. Answers are normalised: upper case, letters and digits, words joined by one space;
-"" when nothing is read.
+itself; a line it finds on a coloured object (a triangle read as "A") is dropped. Answers are
+normalised: upper case, letters and digits, words joined by one space; "" when nothing is read.
 
 Cost is measured per call: ONNX graph FLOPs (``onnx_cost``) for the input shapes each call
 actually ran at; for Tesseract, which is no ONNX graph, 2 x LSTM weights x line columns at
@@ -44,6 +44,7 @@ ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 LOCALISER_OPS_PER_PIXEL = 64  # black-hat (2 x 7x7 separable), masks, threshold, dilation, labels
 SAT_MAX = 100  # text ink is grey: pixels more saturated than this are coloured objects
 STROKE_MIN = 26  # black-hat response (grey levels) that counts as a dark stroke
+COLOURED_MAX = 0.25  # share of saturated pixels above which a line RapidOCR found is an object
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")
 TESS_LINE_HEIGHT = 36
 TESSDATA_LSTM = 17  # index of the LSTM component in a traineddata file
@@ -268,10 +269,11 @@ class OCRBackend(Backend):
     def _read_rapidocr(self, image: np.ndarray) -> tuple[str, float]:
         self._shapes.clear()
         result, _ = self._engine(image)
-        texts = [r[1] for r in result or []]
+        result = [r for r in result or [] if not _coloured(image, r[0])]
+        texts = [r[1] for r in result]
         flops = sum(shape[0] * onnx_flops(self._paths[stage], (1, *shape[1:]))
                     for stage, shape in self._shapes)
-        scores = [_score(r[2]) for r in result or []]
+        scores = [_score(r[2]) for r in result]
         self._confidence = min((c for c in scores if c is not None), default=None)
         return " ".join(texts), flops
 
@@ -284,6 +286,22 @@ class OCRBackend(Backend):
 
     def params(self) -> int:
         return int(self._params)
+
+
+def _coloured(image: np.ndarray, box: Any) -> bool:
+    """Whether a line RapidOCR found is a coloured object rather than text: more than
+    ``COLOURED_MAX`` of its box's pixels are saturated beyond ``SAT_MAX``. Sign text is dark grey
+    ink on a light grey panel; the whole-patch detector also reads shapes as letters (a
+    triangle as "A", a square as "口"), and those are saturated colours."""
+    pts = np.asarray(box, dtype=np.float64).reshape(-1, 2)
+    h, w = image.shape[:2]
+    x0, y0 = (max(0, int(np.floor(v))) for v in pts.min(0))
+    x1, y1 = min(w, int(np.ceil(pts[:, 0].max()))), min(h, int(np.ceil(pts[:, 1].max())))
+    region = image[y0:y1, x0:x1].astype(np.int16)
+    if region.size == 0:
+        return False
+    sat = region.max(2) - region.min(2)
+    return bool((sat > SAT_MAX).mean() > COLOURED_MAX)
 
 
 def _score(value: Any) -> float | None:

@@ -9,6 +9,14 @@ with the fact whose question is most similar (cosine), or ``"unknown"`` below
 ``min_similarity``. Unlike the fact-table matchers it finds paraphrases that share few
 words ("what hue is a banana" -> "what colour is a ripe banana").
 
+A sentence encoder places questions that differ in one *slot* word close together ("the angles
+of a circle" next to "the angles of a triangle"), so the nearest stored question may be about
+another thing. The table's slot words are the words that fill one position of otherwise equal
+stored questions with at least three values (triangle / square / circle, the colours, the
+fruits); a question whose slot words are not exactly those of its nearest stored question
+(a circle where the table has a triangle; "the colour of a A" where it has a banana) is about
+something the table does not know, and is answered ``"unknown"``.
+
 Cost per call, measured: FLOPs of the encoder's forward pass at the call's token count
 (``torch.utils.flop_counter``, cached per length) plus the similarity dot products.
 """
@@ -16,15 +24,17 @@ Cost per call, measured: FLOPs of the encoder's forward pass at the call's token
 from __future__ import annotations
 
 import importlib.util
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from modules.backends.base import Backend, Call, Output
-from modules.backends.facts import load_fact_table
+from modules.backends.facts import content_tokens, load_fact_table, normalise
 from modules.catalog import TextEncoderSpec
 
 UNKNOWN = "unknown"
+MIN_FILLERS = 3  # a slot of the fact table takes at least this many words
 
 
 def package_model_dir(package: str) -> Path:
@@ -37,6 +47,18 @@ def package_model_dir(package: str) -> Path:
     if not (folder / "config.json").exists():
         raise ValueError(f"package {package!r} has no model folder at {folder}")
     return folder
+
+
+def slot_words(questions: list[str]) -> frozenset[str]:
+    """The table's slot fillers: words that, with the rest of a stored question unchanged,
+    take at least ``MIN_FILLERS`` different values (triangle / square / circle, the colours,
+    the fruits): the things a family of questions is asked about."""
+    fillers: dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]] = defaultdict(set)
+    for q in questions:
+        words = normalise(q).split()
+        for i, word in enumerate(words):
+            fillers[(tuple(words[:i]), tuple(words[i + 1:]))].add(word)
+    return frozenset(w for found in fillers.values() if len(found) >= MIN_FILLERS for w in found)
 
 
 class TextEncoderBackend(Backend):
@@ -58,6 +80,8 @@ class TextEncoderBackend(Backend):
         self._model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
         self._answers = list(table.values())
         self._keys = self._embed(list(table.keys()))
+        self._slots = slot_words(list(table.keys()))
+        self._tokens = [content_tokens(q) for q in table]
         self._flops: dict[int, float] = {}
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -85,6 +109,8 @@ class TextEncoderBackend(Backend):
         for i, j in enumerate(best.tolist()):
             sim = float(sims[i, j])
             matched = sim >= self.spec.min_similarity  # confidence: the cosine similarity of the match
+            if matched and content_tokens(calls[i].args[0]) & self._slots != self._tokens[j] & self._slots:
+                matched = False  # it asks about other things than the nearest stored question
             out.append(Output(self._answers[j] if matched else UNKNOWN,
                               self.declared_usage(self.flops(calls[i]), params,
                                                   confidence=min(sim, 1.0) if matched else None)))

@@ -8,7 +8,10 @@ the registry imports this module lazily. Architectures with an answer vocabulary
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +33,8 @@ CHUNK = 32  # calls per forward pass
 CANVAS = 128  # scene size the detectors were trained at (benchmarks.scenes.SIZE)
 MIN_AREA_FRAC = 1.5 / 1024  # components smaller than this fraction of the input are noise
 SIGN_CLASSES = 29  # OpenVQA's auxiliary sign head: no sign + benchmarks.signs.SIGN_WORDS (28)
+
+log = logging.getLogger(__name__)
 
 
 def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -188,17 +193,32 @@ class AnswerVocabulary:
     Decoding picks the best answer among the question's trained answers (``["yes", "no"]``
     for a yes/no benchmark question, so a binary question is always answered yes or no);
     a question the model never saw decodes over the whole vocabulary.
+
+    ``thresholds``: per calibrated yes/no question, a decision threshold on the model's
+    yes-probability (``yes_probability``): it answers "yes" only when that probability is
+    above the threshold (1.0: never). ``python -m benchmarks.calibrate`` chooses them on a
+    validation split for the streams' positive rate and stores them in the vocabulary file.
     """
 
-    def __init__(self, answers: list[str], answer_sets: dict[str, list[str]]) -> None:
+    def __init__(self, answers: list[str], answer_sets: dict[str, list[str]],
+                 thresholds: dict[str, float] | None = None) -> None:
         self.answers = list(answers)
         index = {a: i for i, a in enumerate(self.answers)}
         self.sets = {normalise(q): [index[a] for a in allowed] for q, allowed in answer_sets.items()}
+        self.thresholds = {normalise(q): float(t) for q, t in (thresholds or {}).items()}
 
     @classmethod
-    def load(cls, path: Any) -> AnswerVocabulary:
+    def load(cls, path: Any, weights: Path | None = None) -> AnswerVocabulary:
+        """Read a vocabulary file; its ``calibration`` thresholds count only when they were
+        chosen for ``weights`` (the digest they record), else they are dropped with a warning."""
         data = json.loads(Path(path).read_text())
-        return cls(data["answers"], data["answer_sets"])
+        calibration = data.get("calibration") or {}
+        thresholds = calibration.get("thresholds") or {}
+        if thresholds and weights is not None and calibration.get("weights_sha256") != file_sha256(weights):
+            log.warning("%s: calibration was chosen for other weights than %s; ignored "
+                        "(run python -m benchmarks.calibrate)", path, weights)
+            thresholds = {}
+        return cls(data["answers"], data["answer_sets"], thresholds)
 
     def allowed(self, question: str) -> list[int]:
         return self.sets.get(normalise(question), list(range(len(self.answers))))
@@ -215,7 +235,24 @@ class AnswerVocabulary:
         allowed = logits.masked_fill(~self.mask(questions), float("-inf"))
         best = allowed.argmax(1)
         probs = allowed.softmax(1).amax(1)
-        return [(self.answers[i], p) for i, p in zip(best.tolist(), probs.tolist(), strict=True)]
+        out: list[tuple[Any, float | None]] = [
+            (self.answers[i], p) for i, p in zip(best.tolist(), probs.tolist(), strict=True)]
+        for k, question in enumerate(questions):
+            threshold = self.thresholds.get(normalise(question))
+            if threshold is not None:
+                p_yes = self.yes_probability(logits[k])
+                out[k] = ("yes", p_yes) if p_yes > threshold else ("no", 1.0 - p_yes)
+        return out
+
+    def yes_probability(self, logits: torch.Tensor) -> float:
+        """P(yes) among yes and no, from one question's answer logits (float64 arithmetic)."""
+        margin = float(logits[self.answers.index("yes")]) - float(logits[self.answers.index("no")])
+        return 1.0 / (1.0 + math.exp(-margin)) if margin > -700 else 0.0
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (ties a calibration to the weights it was chosen for)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _with_coords(x: torch.Tensor) -> torch.Tensor:
@@ -355,7 +392,7 @@ class TorchVisionBackend(Backend):
         if getattr(arch, "uses_vocabulary", False):
             vocab_path = path.with_suffix(".json")
             try:
-                self.vocab = AnswerVocabulary.load(vocab_path)
+                self.vocab = AnswerVocabulary.load(vocab_path, weights=path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"backend {self.name!r}: answer vocabulary {vocab_path} missing; "
                                         "run `make weights` (python -m benchmarks.train)") from None

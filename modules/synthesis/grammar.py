@@ -79,11 +79,12 @@ def compile_task(task_text: str) -> str:
         n = int(m["n"]) if m["n"].isdigit() else NUMBERS[m["n"]]
         op = QUANTITIES[" ".join(m["q"].split())] if m["q"] else ">="
         return _count(_Np(m["c"], m["s"]), op, n)
+    # the advice first: the CLI's one-line error cuts long messages (flows.cli.MAX_ERROR_CHARS)
     raise GrammarError(
-        f"the grammar compiler does not understand {task_text!r}; it handles questions like "
-        "'Is there a red circle left of a blue square?', 'Is there a green triangle and a red "
-        "circle?' and 'Are there at least two triangles, one of them green?' (shapes "
-        f"{list(SHAPES)} or object; colours {list(COLOURS)}); use an LLM synthesizer for others")
+        f"the grammar compiler does not understand {task_text!r}; it compiles yes/no questions "
+        "only (others need --synthesizer openai or transformers): 'Is there a red circle [and|left "
+        "of|right of|above|below a blue square]?', 'Are there at least two triangles[, one of them "
+        f"green]?'; shapes {', '.join(SHAPES)}, object; colours {', '.join(COLOURS)}")
 
 
 def _exists_guards(*nps: _Np) -> str:

@@ -1,7 +1,7 @@
 """Learner registry: name -> "module:Class", imported on first use, plus constructors.
 
     LEARNERS = {"thompson", "thompson-shared", "paper", "cascade", "cheapest", "largest", "random",
-                "fixed"}
+                "fixed", "confirmed"}
 
 Classes are imported lazily (like ``modules.registry.KINDS`` for backends) so that importing
 this package, the flows or the policy store never imports torch: only the ``paper`` learner
@@ -27,6 +27,7 @@ LEARNERS: dict[str, str] = {
     "largest": "policy_store.learners.fixed:LargestLearner",
     "random": "policy_store.learners.fixed:RandomLearner",
     "fixed": "policy_store.learners.fixed:FixedLearner",
+    "confirmed": "policy_store.learners.confirmed:ConfirmedLearner",
 }
 
 

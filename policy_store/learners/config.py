@@ -94,3 +94,8 @@ class LearnerConfig(BaseModel):
         50, ge=0, description="Cascade: answers a rung must have given at a call site before an item "
         "may start above it (skip a rung that rarely keeps its answer)."
     )
+    # --- confirmed learner (policy_store/learners/confirmed.py): audited static configuration ---
+    audit_start: float = Field(
+        0.5, ge=0.0, le=1.0, description="Confirmed: the first version's rung on every call site, as a "
+        "share of its ladder (0 cheapest, 1 largest); later versions carry their pins."
+    )

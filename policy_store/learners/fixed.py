@@ -98,6 +98,11 @@ class FixedLearner(_StatelessLearner):
             )
         return pinned
 
+    def repin(self, pins: dict[str, str]) -> None:
+        """Pin the call sites to ``pins`` from now on (checked as at construction)."""
+        self.config = self.config.model_copy(update={"pins": dict(pins)})
+        self._pin = {site: self._resolve(site, backends) for site, backends in self.arms.items()}
+
     def choose(self, call_site: str, features: np.ndarray, rng: np.random.Generator) -> Choice:
         """Return the pinned backend with propensity 1."""
         self.candidates(call_site)

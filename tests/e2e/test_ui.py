@@ -26,6 +26,7 @@ BATCH_RUN = f"stream_batch/{STREAM}/b0000"
 FEEDBACK_RUN = f"ingest_feedback/{STREAM}/b0000"
 BATCH_KEY = "batch-red-circle-left-of-blue-square-learned"
 FEEDBACK_KEY = "feedback-red-circle-left-of-blue-square-learned"
+TREND_KEY = "trend-red-circle-left-of-blue-square-learned"
 FAKE_BACKENDS = ("det-cheap", "det-big", "attr-cheap", "attr-big")
 SHOTS = REPO / ".fmp" / "e2e"
 
@@ -95,11 +96,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
 def test_deploy_created_the_pool_schedules_and_parameters(stack: Stack) -> None:
     discover = stack.api.deployment("discover_batches/discover")
     assert discover["work_pool_name"] == "fmp-process"
-    schedules = {s["slug"]: s for s in discover["schedules"]}
-    assert set(schedules) == {"discover-red", "discover-triangles", "discover-yellow"}
-    assert schedules["discover-red"]["parameters"] == {"stream": STREAM}
-    assert {s["schedule"]["interval"] for s in schedules.values()} == {60.0}
-    assert all(s["active"] for s in schedules.values())
+    # one schedule each for discovery and feedback, over every registered stream
+    for name, slug in (("discover_batches/discover", "discover-all-streams"),
+                       ("ingest_feedback_all/feedback", "feedback-all-streams")):
+        (schedule,) = stack.api.deployment(name)["schedules"]
+        assert schedule["slug"] == slug and schedule["parameters"] == {}
+        assert schedule["schedule"]["interval"] == 60.0 and schedule["active"]
+    assert not stack.api.deployment("ingest_feedback/ingest-feedback")["schedules"]
     batch = stack.api.deployment("stream_batch/stream-batch")
     described = batch["parameter_openapi_schema"]["properties"]["batch"]["description"]
     assert described.startswith("the batch id; ``None`` takes the oldest batch")
@@ -124,13 +127,31 @@ def test_task_runs_are_named_by_call_site_and_backend(stack: Stack) -> None:
 
 
 def test_artifacts_page_lists_the_batch_table_and_the_feedback_report(stack: Stack) -> None:
-    assert stack.api.artifact_keys() == [BATCH_KEY, FEEDBACK_KEY]
+    assert stack.api.artifact_keys() == [BATCH_KEY, FEEDBACK_KEY, TREND_KEY]
     dom = chromium(f"{stack.ui}/artifacts", SHOTS / "artifacts.png", (BATCH_KEY, FEEDBACK_KEY))
     assert BATCH_KEY in dom and FEEDBACK_KEY in dom
     artifact = stack.api.post("/artifacts/filter", {"artifacts": {"key": {"any_": [FEEDBACK_KEY]}}})[0]
     dom = chromium(f"{stack.ui}/artifacts/artifact/{artifact['id']}", SHOTS / "feedback.png",
                    ("How its choices moved",))
     assert "savings vs monolithic so far" in dom and "How its choices moved" in dom
+
+
+def test_the_trend_artifact_shows_its_chart_as_an_image(stack: Stack) -> None:
+    artifact = stack.api.post("/artifacts/filter", {"artifacts": {"key": {"any_": [TREND_KEY]}}})[0]
+    dom = chromium(f"{stack.ui}/artifacts/artifact/{artifact['id']}", SHOTS / "trend.png",
+                   ("data:image/svg+xml;base64,",))
+    assert "<img" in dom and 'src="data:image/svg+xml;base64,' in dom
+    assert "cost, savings and accuracy over time" in dom and "savings" in dom
+
+
+def test_fmp_report_html_renders_its_chart_in_chromium(stack: Stack, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    out = run([str(BIN / "fmp"), "report", STREAM, "--html", str(page)], stack.env)
+    assert out.startswith(f"wrote {page}: {STREAM}, 1 batch, policies learned")
+    dom = chromium(page.as_uri(), SHOTS / "report.png", ('id="trend-chart"', STREAM))
+    assert f"<h1>{STREAM}</h1>" in dom and '<svg xmlns="http://www.w3.org/2000/svg" id="trend-chart"' in dom
+    assert dom.count('<g class="panel">') == 3 and "learned" in dom
+    assert (SHOTS / "report.png").stat().st_size > 10_000
 
 
 def test_the_ledger_answers_in_sql_after_the_worker_ran(stack: Stack) -> None:

@@ -93,6 +93,29 @@ def test_rerunning_a_batch_and_its_feedback_never_duplicates_ledger_rows(prefect
     assert stream_batch(stream="s1", batch=None, policy="learned", **env) is None
 
 
+def test_late_and_corrected_labels_reach_the_ledger_and_the_learner_once(prefect_harness, env) -> None:
+    from flows.ingest_feedback import ingest_feedback
+
+    store = open_store(env["storage_url"])
+    _publish(store, "s1", "b0001")
+    _run(env)
+    late = [Label(item_id=f"i{k}", answer=k % 2 == 0) for k in range(6) if k != 1]
+    late += [Label(item_id="i1", answer="True"), Label(item_id="corrupt", answer=False),
+             Label(item_id="ghost", answer=True)]
+    batches.write_labels(store, "s1", "b0001", late)  # i1 corrected (as text), corrupt late
+    (fb,) = ingest_feedback(stream="s1", batch=None, policy="learned", **env)  # the default path
+    assert (fb.labelled, fb.learned, fb.trained, fb.new_labels, fb.corrected) == (7, 7, 2, 1, 1)
+    assert (fb.normalised, fb.rejected_lines, fb.new_version) == (1, [8], 2)
+    from policy_store.store import PolicyStore
+
+    db = PolicyStore(env["db_path"])
+    assert db.query("SELECT DISTINCT label FROM cost_ledger WHERE item_id = 'i1'")[1] == [("yes",)]
+    before = _ledger_counts(env["db_path"])
+    assert ingest_feedback(stream="s1", batch=None, policy="learned", **env) == []
+    assert _ledger_counts(env["db_path"]) == before == (12, 8, 2)
+    assert db.query("SELECT labelled, learned, unlearned FROM feedback_by_batch")[1] == [(7, 7, 0)]
+
+
 def test_monolithic_policy_runs_its_one_call_program(prefect_harness, env) -> None:
     _publish(open_store(env["storage_url"]), "s1", "b0001")
     _run(env, policy="monolithic")
@@ -111,7 +134,7 @@ def test_task_runs_are_named_by_call_site_and_backend(prefect_harness, env) -> N
     _run(env, policy="largest")
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=["stream_batch/s1/next"])))
+            name=FlowRunFilterName(any_=["stream_batch/s1/b0001"])))  # renamed from .../next
         names = {t.name for r in runs for t in client.read_task_runs(
             flow_run_filter=FlowRunFilter(id={"any_": [r.id]}))}
     assert {"exists@2:11[det-big]", "verify_property@4:11[attr-big]"} <= names

@@ -117,11 +117,20 @@ def test_runs_carry_tags_and_publish_artifacts_with_stable_keys(ledger: dict[str
             key=ArtifactFilterKey(any_=["feedback-s1-learned"])))
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name={"any_": ["stream_batch/s1/b0002"]}))
+        trend = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["trend-s1-learned"])))
+        renamed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name={"like_": "ingest_feedback/s1/"}))
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [runs[0].id]}))
     assert len(batch) >= 2 and len(feedback) >= 2  # one per batch: the key keeps the history
     rows = batch[0].data if isinstance(batch[0].data, list) else __import__("json").loads(batch[0].data)
     assert {r["call_site"] for r in rows} == {"exists@2:11", "verify_property@4:11"}
     assert "savings vs monolithic so far" in str(feedback[0].data)
+    # one per feedback run (this module's: one for learned): the chart so far, as an SVG image
+    assert trend and "(data:image/svg+xml;base64," in str(trend[0].data)
+    assert any("through b0002" in str(t.description) for t in trend)
+    # a feedback run for every pending batch is named for the batches it ingested (one per policy)
+    assert [r.name for r in renamed].count("ingest_feedback/s1/b0001+b0002") >= 2
     assert {"fmp", "stream:s1", "query:red_circle"} <= set(runs[0].tags)
     # task runs are found through their tagged flow run; tagging them too costs a server
     # round trip per task run (tag concurrency slots)
@@ -134,7 +143,15 @@ def test_evaluate_compares_the_policies_in_the_ledger(ledger: dict[str, str]) ->
 
     table = evaluate(db_path=ledger["db_path"])
     assert sorted(table) == ["learned", "monolithic"]
+    assert {p: (s["items"], s["answered"]) for p, s in table.items()} == {
+        "learned": (12, 12), "monolithic": (12, 12)}
     assert table["monolithic"]["cost"] == 12 * MONO_FLOPS
     assert table["monolithic"]["savings_vs_monolithic"] == 0.0
-    assert 0.9 < table["learned"]["savings_vs_monolithic"] < 1.0
+    learned = table["learned"]["savings_vs_monolithic"]
+    assert learned is not None and 0.9 < learned < 1.0
+    savings = _query(ledger, "SELECT savings FROM ledger_savings WHERE policy = 'learned'")[0]["savings"]
+    assert table["learned"]["savings_vs_monolithic"] == pytest.approx(savings)
+    # one policy alone: the savings still come from the registered monolith, never NaN
+    alone = evaluate(db_path=ledger["db_path"], streams=["s1"])
+    assert all(s["savings_vs_monolithic"] is not None for s in alone.values())
     assert (Path(ledger["db_path"]).parent / "home" / "report.json").exists()

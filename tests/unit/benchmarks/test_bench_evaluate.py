@@ -50,9 +50,29 @@ def test_the_oracle_is_right_whenever_any_policy_is_and_never_costs_more(report)
                     assert best.flops <= mine.flops + 1e-6, (name, lam)
 
 
+def test_the_audited_search_pays_for_its_audits_and_leaves_the_largest_rungs(report):
+    rep, results, _ = report
+    audited = {r["lam"]: r for r in rep["sweep"]["audited"]}
+    assert audited[8.0]["policy_gflops_per_item"] > 0  # replays of audited items are charged
+    # the first batch runs on the largest rungs; once labels say cheaper rungs answer alike it moves down
+    largest = results["largest"][1.0]
+    assert [r.flops for r in results["audited"][8.0][:8]] == [r.flops for r in largest[:8]]
+    assert audited[8.0]["gflops_per_item"] < rep["table"]["largest"]["gflops_per_item"]
+
+
+def test_confirmed_answers_yes_only_where_the_largest_backends_do(report):
+    _, results, _ = report
+    largest = results["largest"][1.0]
+    for lam, items in results["confirmed"].items():
+        for mine, big in zip(items, largest, strict=True):
+            if mine.answer is True:  # every "yes" is the largest configuration's answer
+                assert big.answer is True, lam
+
+
 def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
     assert set(RUNNERS) == set(ALL_POLICIES)
-    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget", "cascade"}
+    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget", "cascade",
+                                    "audited", "confirmed"}
     order = list(RUNNERS)
     for name, runner in RUNNERS.items():
         for need in runner.needs:

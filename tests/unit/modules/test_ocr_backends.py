@@ -157,3 +157,14 @@ def test_tesseract_lstm_params_read_from_the_component_table(tmp_path: Path) -> 
     path = tmp_path / "x.traineddata"
     path.write_bytes(struct.pack("<i", 24) + struct.pack("<24q", *offsets) + bytes(1300))
     assert tesseract_lstm_params(path) == 1000
+
+
+def test_rapidocr_drops_lines_found_on_coloured_objects() -> None:
+    from modules.backends.ocr import _coloured
+
+    image = np.full((40, 60, 3), 200, np.uint8)
+    image[5:15, 5:30] = 40  # grey ink on a grey panel: text
+    image[20:35, 30:50] = (200, 45, 45)  # a red shape
+    assert not _coloured(image, [[4, 4], [31, 4], [31, 16], [4, 16]])
+    assert _coloured(image, [[30, 20], [50, 20], [50, 35], [30, 35]])
+    assert not _coloured(image, [[70, 70], [80, 70], [80, 80], [70, 80]])  # outside: nothing to judge

@@ -24,6 +24,12 @@ def test_sentence_encoder_finds_paraphrases_and_refuses_the_unrelated() -> None:
         "What hue does a banana have?", "Is red one of the primary colours?", "Who wrote Hamlet?")]
     outputs = b.infer(calls)
     assert [o.value for o in outputs] == ["yellow", "yes", "unknown"]
+    # its nearest stored question is about a triangle: the table knows nothing about circles' angles
+    # the nearest stored questions are about a triangle and a banana: the table does not know
+    other = b.infer([Call("llm_query", None, (q,)) for q in (
+        "What do the angles of a circle add up to in degrees?", "What is the colour of a A?")])
+    assert [o.value for o in other] == ["unknown", "unknown"]
+    assert [o.usage.confidence for o in other] == [None, None]
     assert b.params() == 22713216
     assert b.flops(calls[0]) == 191433216.0  # encoder forward at 10 tokens + 2 x 46 x 384 dot products
     assert [o.usage.flops for o in outputs] == [b.flops(c) for c in calls]
@@ -53,3 +59,12 @@ def test_mobilenet_classifies_the_cat_photo() -> None:
     assert {(o.usage.flops, o.usage.params) for o in outputs} == {(601548544.0, 3504872)}
     confidence = outputs[0].usage.confidence
     assert confidence is not None and 0.0 < confidence <= 1.0 and outputs[1].usage.confidence is None
+
+
+def test_slot_words_are_where_stored_questions_differ() -> None:
+    from modules.backends.text_encoder import slot_words
+
+    table = ["How many sides does a triangle have?", "How many sides does a square have?",
+             "How many sides does a circle have?", "How many corners does a circle have?",
+             "What colour is a banana?", "What colour is a lemon?", "Which fruit is red?"]
+    assert slot_words(table) == {"triangle", "square", "circle"}  # sides / corners: two values only

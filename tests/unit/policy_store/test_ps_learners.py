@@ -88,7 +88,7 @@ def test_fixed_baselines_choose_exactly() -> None:
 
 
 def test_unknown_learner_lists_valid_names() -> None:
-    with pytest.raises(LearnerError, match="cheapest, fixed, largest, paper, random, thompson"):
+    with pytest.raises(LearnerError, match="cheapest, confirmed, fixed, largest, paper, random, thompson"):
         make_learner("ucb", CFG, ARMS, COSTS)
 
 

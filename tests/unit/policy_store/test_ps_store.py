@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from policy_store import (
     IngestBatch,
     IngestError,
     PolicyStore,
+    PolicyStoreError,
     QueryError,
     UnknownVersionError,
 )
@@ -27,8 +29,9 @@ VIEWS = {"cost_ledger", "ledger_by_batch", "ledger_by_backend"}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> PolicyStore:
-    s = PolicyStore(tmp_path / "db" / "policy.duckdb", lock_timeout_s=5.0)
+def store(store_url: str) -> PolicyStore:
+    """A fresh store on each backend (conftest's ``store_url``: DuckDB file, DuckLake)."""
+    s = PolicyStore(store_url, lock_timeout_s=5.0)
     s.init()
     return s
 
@@ -125,7 +128,8 @@ def test_learned_batches_are_saved_with_the_version(store: PolicyStore) -> None:
 def test_ingest_twice_does_not_duplicate(store: PolicyStore) -> None:
     first = store.ingest_batch(_batch())
     second = store.ingest_batch(_batch())
-    assert first == second
+    assert (first.results, first.new_labels, second.results, second.new_labels) == ("new", 3, "unchanged", 0)
+    assert replace(second, results="new", new_labels=3) == first
     assert (first.items, first.failed, first.labelled, first.decisions) == (4, 1, 3, 4)
     assert first.unknown_labels == ["aa", "zz"]
     counts = {t: _count(store, t) for t in ("results", "decisions", "labels", "label_errors")}
@@ -185,8 +189,78 @@ def test_query_errors_and_snapshot(store: PolicyStore, tmp_path: Path) -> None:
     with pytest.raises(QueryError, match="SQL: SELECT nope"):
         store.query("SELECT nope FROM results")
     store.ingest_batch(_batch())
+    if store.lake is not None:
+        with pytest.raises(PolicyStoreError, match="is not one .a DuckLake store's readers"):
+            store.snapshot(tmp_path / "snap" / "copy.duckdb")
+        return
     snap = store.snapshot(tmp_path / "snap" / "copy.duckdb")
     store.ingest_batch(_batch(rows=[]))
     reader = PolicyStore(snap, read_only=True)
     assert reader.query("SELECT COUNT(*) FROM results")[1] == [(4,)]
     assert _count(store, "results") == 0
+
+
+def test_label_versions_grow_only_when_a_label_changes(store: PolicyStore) -> None:
+    store.ingest_batch(_batch())
+    assert store.unlearned_labels("s1", "thompson") == {"b1": {"a": (1, "yes"), "b": (1, "yes"),
+                                                             "d": (1, "no")}}
+    store.save_learned_version("s1", "thompson", "thompson", "{}", b"v1", None, "n", "b1",
+                               [("a", 1), ("b", 1), ("d", 1)])
+    assert store.unlearned_labels("s1", "thompson") == {}
+    relabelled = replace(_batch(), labels={"a": "Yes.", "b": False, "c": "no", "d": "false"})
+    summary = store.ingest_batch(relabelled)
+    assert (summary.new_labels, summary.corrected) == (1, 1)  # c is new, b changed; a, d the same
+    assert store.unlearned_labels("s1", "thompson", "b1") == {"b1": {"b": (2, "no"), "c": (1, "no")}}
+    with pytest.raises(AlreadyLearnedError, match="label version 1 of item 'a' was already learned by v1"):
+        store.save_learned_version("s1", "thompson", "thompson", "{}", b"v2", 1, "n", "b1",
+                                   [("a", 1), ("c", 1)])
+    assert [v.version for v in store.list_versions("s1", "thompson")] == [1]  # nothing saved
+    assert store.save_learned_version("s1", "thompson", "thompson", "{}", b"v2", 1, "n", "b1",
+                                      [("b", 2), ("c", 1)]) == 2
+    _, rows = store.query("SELECT items, labelled, learned, unlearned, corrected FROM feedback_by_batch")
+    assert rows == [(4, 4, 4, 0, 1)]
+    assert _count(store, "learned_labels") == 5 and _count(store, "learned_batches") == 1
+
+
+_V1_TABLES = ("programs", "call_sites", "backends", "policy_versions", "results", "decisions",
+              "labels", "label_errors", "learned_batches", "synthesized_programs")
+
+
+def test_a_version_1_file_is_migrated_and_its_learned_labels_are_not_learned_again(tmp_path: Path) -> None:
+    from policy_store import schema
+
+    path = tmp_path / "v1.duckdb"
+    old = PolicyStore(path)
+    with old.engine.begin() as conn:  # a file as the store wrote it before schema versions
+        schema.metadata.create_all(conn, tables=[schema.metadata.tables[t] for t in _V1_TABLES])
+    old.engine.dispose()
+    old = PolicyStore(path)  # rows as version 1 wrote them (its own ingest_batch is gone)
+    now = "TIMESTAMP '2025-01-01 00:00:00'"
+    for sql in (
+        "INSERT INTO results VALUES " + ", ".join(
+            f"('s1', 'thompson', 'b1', '{i}', 'ok', 'yes', NULL, 0, 'prog', {now})" for i in "abc"),
+        "INSERT INTO labels VALUES ('s1', 'b1', 'a', 'yes'), ('s1', 'b1', 'b', 'no')",
+        f"INSERT INTO policy_versions VALUES ('s1', 'thompson', 1, 'thompson', '{{}}', 'x', NULL, {now}, 'n')",
+        f"INSERT INTO learned_batches VALUES ('s1', 'thompson', 'b1', 1, {now})",
+    ):
+        old.query(sql)
+    store = PolicyStore(path)
+    store.init()
+    store.init()  # idempotent
+    assert store.query("SELECT version FROM schema_version")[1] == [(2,)]
+    assert store.query("SELECT item_id, seq, answer FROM label_versions ORDER BY item_id")[1] == [
+        ("a", 1, "yes"), ("b", 1, "no")]
+    assert store.unlearned_labels("s1", "thompson") == {}  # learned by v1 before the upgrade
+    _, rows = store.query("SELECT items, labelled, learned, unlearned FROM feedback_by_batch")
+    assert rows == [(3, 2, 2, 0)]
+    assert store.query("SELECT version, learned_batch FROM policy_history")[1] == [(1, "b1")]
+    rows3 = [_row(i, "ok", True, None, []) for i in "abc"]
+    store.ingest_batch(IngestBatch("s1", "thompson", "b1", 0, "prog", rows3,
+                                   {"a": True, "b": True, "c": False}, answer_type="bool"))
+    assert store.unlearned_labels("s1", "thompson") == {"b1": {"b": (2, "yes"), "c": (1, "no")}}
+
+
+def test_a_file_from_a_newer_schema_is_refused(store: PolicyStore) -> None:
+    store.query("INSERT INTO schema_version VALUES (99, TIMESTAMP '2030-01-01 00:00:00')")
+    with pytest.raises(PolicyStoreError, match="schema version 99, newer than this fmp's 2"):
+        store.init()

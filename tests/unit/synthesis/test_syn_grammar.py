@@ -86,3 +86,13 @@ def test_unknown_synthesizers_and_missing_endpoints_are_named(monkeypatch: pytes
         make_synthesizer("openai")
     with pytest.raises(SynthesisError, match="needs a local model path: set FMP_LLM_MODEL"):
         make_synthesizer("transformers")
+
+
+def test_the_refusal_fits_the_cli_error_line_whole() -> None:
+    from flows.cli import one_line
+
+    with pytest.raises(GrammarError) as info:
+        compile_task("How many red things are there?")
+    line = one_line(info.value)
+    assert "--debug shows the rest" not in line and line.endswith("blue, purple")
+    assert "yes/no questions only (others need --synthesizer openai or transformers)" in line

@@ -1,0 +1,56 @@
+"""Decisions that learning ran itself (the confirmed policy's audits): saved with the version,
+summed per (item, call site), kept when the batch's results are ingested again."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy_store.errors import AlreadyLearnedError
+from policy_store.records import IngestBatch
+from policy_store.store import PolicyStore
+from storage.records import DecisionRecord, ResultRow
+
+
+@pytest.fixture
+def store(store_url: str) -> PolicyStore:
+    s = PolicyStore(store_url, lock_timeout_s=5.0)
+    s.init()
+    return s
+
+
+def _d(site: str, backend: str, flops: float) -> DecisionRecord:
+    return DecisionRecord(call_site=site, function="exists", backend=backend, propensity=1.0, calls=1,
+                          flops=flops, params=10.0, wall_ms=2.0, price=0.01)
+
+
+def _batch(labels: dict[str, bool | str]) -> IngestBatch:
+    rows = [ResultRow(item_id=i, status="ok", answer=True, error=None, features=[],
+                      decisions=[_d("c1", "small", 100.0), _d("c1+confirm", "large", 1000.0)])
+            for i in ("a", "b")]
+    return IngestBatch("s1", "confirmed", "b1", 0, "prog", rows, labels)
+
+
+def _flops(store: PolicyStore) -> dict[tuple[str, str], tuple[int, float]]:
+    _, rows = store.query("SELECT item_id, call_site, calls, flops FROM cost_ledger")
+    return {(i, s): (c, f) for i, s, c, f in rows}
+
+
+def test_audit_charges_are_summed_and_survive_a_reingest(store: PolicyStore) -> None:
+    assert store.ingest_batch(_batch({"a": True})).results == "new"
+    audit = "c1+audit[mid]"
+    v1 = store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", None, "n", "b1",
+                                    [("a", 1)], charges=[("b1", "a", _d(audit, "mid", 40.0))])
+    store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", v1, "n", "b1", [("b", 1)],
+                               charges=[("b1", "a", _d(audit, "mid", 2.0)),
+                                        ("b1", "b", _d(audit, "mid", 5.0))])
+    with pytest.raises(AlreadyLearnedError):  # nothing is charged by a failed save
+        store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", v1, "n", "b1",
+                                   [("b", 1)], charges=[("b1", "b", _d(audit, "mid", 5.0))])
+    got = _flops(store)
+    assert got[("a", audit)] == (2, 42.0) and got[("b", audit)] == (1, 5.0)
+    assert got[("a", "c1+confirm")] == (1, 1000.0)
+    # a late label re-ingests the batch: its results are unchanged, the charges stay
+    assert store.ingest_batch(_batch({"a": True, "b": False})).results == "unchanged"
+    assert _flops(store) == got
+    _, [(flops,)] = store.query("SELECT flops FROM ledger_by_batch")
+    assert flops == pytest.approx(2 * 1100.0 + 47.0)
