@@ -153,7 +153,7 @@ class Services:
         self.catalog.write_text(CATALOG)
         self.port = free_port()
         self.api_url = api_url or f"http://127.0.0.1:{self.port}/api"
-        self._own = api_url is None
+        self.own = api_url is None
         self._server: subprocess.Popen[bytes] | None = None
 
     def base_env(self) -> dict[str, str]:
@@ -165,7 +165,7 @@ class Services:
         return env
 
     def start(self) -> Services:
-        if not self._own:
+        if not self.own:
             return self
         log = (self.root / "prefect-server.log").open("wb")
         self._server = subprocess.Popen(
@@ -195,6 +195,13 @@ class Services:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+    def kill(self) -> None:
+        """Kill the runner's own server and its uvicorn (SIGKILL, as ``kill -9`` would)."""
+        server, self._server = self._server, None
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
     def writer_slots(self) -> int:
         """Active slots of the ``fmp-store-writer`` limit on the server (0 when it has none)."""
@@ -599,6 +606,265 @@ def disk_full(services: Services) -> Fault | None:
     return row("disk full on the results write (tmpfs)", ws, ok, seconds, f"{first}; {then}")
 
 
+# --- faults added later: the store file locked, clock skew, a large batch, moto killed, the server killed
+
+def _ledger_rows(ws: Workspace) -> dict[str, int]:
+    """Row counts of the ledger's tables that feedback writes (empty when there is no ledger)."""
+    if not ws.database.exists():
+        return {}
+    tables = ("results", "decisions", "labels", "label_versions", "learned_labels", "policy_versions")
+    with ledger(ws.database) as conn:
+        present = {str(r[0]) for r in conn.execute("SELECT table_name FROM information_schema.tables")
+                   .fetchall()}
+        return {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in tables if t in present}
+
+
+HOLD_SCRIPT = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])  # read-write: DuckDB's lock on the file
+print("held", flush=True)
+sys.stdin.read()  # until the runner closes the pipe
+conn.close()
+"""
+#: ``FMP_LOCK_TIMEOUT_S`` of the feedback run that meets a held store file.
+LOCK_TIMEOUT_S = 3.0
+
+
+def store_lock_held(services: Services) -> Fault:
+    """Another process holds the ledger file open read-write for longer than the feedback run's
+    lock timeout: feedback fails with one line naming the file and writes nothing; once the
+    file is released, feedback does the work."""
+    ws = services.workspace("lock-held")
+    ws.publish(2, 6)
+    ws.check(ws.fmp("run-batch", STREAM, "--all"))
+    ws.check(ws.fmp("feedback", STREAM, "--batch", "b0000"))  # a ledger with rows; b0001 pending
+    before_rows = _ledger_rows(ws)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(ws.database)], env=ws.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=die_with_parent())
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "held":
+            raise FaultSetupError("the process holding the ledger file did not start")
+        ws.env["FMP_LOCK_TIMEOUT_S"] = f"{LOCK_TIMEOUT_S:g}"
+        blocked = ws.fmp("feedback", STREAM, timeout_s=LOCK_TIMEOUT_S + 120)
+        del ws.env["FMP_LOCK_TIMEOUT_S"]
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+        holder.wait(timeout=15)
+    after_rows = _ledger_rows(ws)
+    lines = [ln for ln in blocked.stderr.splitlines() if ": error:" in ln]
+    named = str(ws.database) in blocked.error_line()
+    failed_well = blocked.returncode == 1 and len(lines) == 1 and named and after_rows == before_rows
+    start = time.monotonic()
+    run = ws.fmp("feedback", STREAM)
+    seconds = time.monotonic() - start
+    ok = failed_well and run.returncode == 0
+    first = (f"feedback with FMP_LOCK_TIMEOUT_S={LOCK_TIMEOUT_S:g} failed after {blocked.seconds:.1f} s "
+             f"(exit {blocked.returncode}, {len(lines)} error line(s), file named: "
+             f"{'yes' if named else 'no'}, ledger {'unchanged' if after_rows == before_rows else 'CHANGED'}"
+             f"): {blocked.error_line().split('; wait for')[0][:160]}")
+    then = f"released, feedback {'done' if run.returncode == 0 else 'failed: ' + run.error_line()}"
+    return row("DuckDB lock held past the timeout", ws, ok, seconds, f"{first}; {then}")
+
+
+#: Timestamps far from now, both ways: 1 Jan 1971 and 1 Jan 2100 (UTC).
+PAST_S, FUTURE_S = 31536000.0, 4102444800.0
+
+
+def clock_skew(services: Services) -> Fault:
+    """Labels files and results markers stamped far in the past and the future (file times and
+    the markers' ``created_at``): feedback learns every label once; stamped the other way round,
+    feedback again changes nothing in the ledger."""
+    ws = services.workspace("clock-skew")
+    ws.publish(2, 6)
+    ws.check(ws.fmp("run-batch", STREAM, "--all"))
+    objects = ws.home / "objects"
+
+    def skew(flip: bool) -> None:
+        for k, b in enumerate(("b0000", "b0001")):
+            labels_at, results_at = (PAST_S, FUTURE_S) if (k == 0) != flip else (FUTURE_S, PAST_S)
+            os.utime(objects / layout.labels_key(STREAM, b), (labels_at, labels_at))
+            marker = objects / layout.success_key(STREAM, POLICY, b)
+            data = json.loads(marker.read_text())
+            data["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(results_at))
+            marker.write_text(json.dumps(data, indent=2))
+            for key in (layout.results_key(STREAM, POLICY, b), layout.success_key(STREAM, POLICY, b)):
+                os.utime(objects / key, (results_at, results_at))
+
+    skew(False)
+    start = time.monotonic()
+    run = ws.fmp("feedback", STREAM)
+    seconds = time.monotonic() - start
+    learned = _ledger_rows(ws)
+    skew(True)
+    again = ws.fmp("feedback", STREAM)
+    rerun = ws.fmp("run-batch", STREAM, "--all")  # nothing to do: the results are there
+    after = _ledger_rows(ws)
+    changed = {t: after.get(t, 0) - n for t, n in learned.items() if after.get(t, 0) != n}
+    ok = run.returncode == 0 and again.returncode == 0 and rerun.returncode == 0 and not changed
+    return row("clock skew between labels and results", ws, ok, seconds,
+               f"labels stamped 1971/2100, results markers 2100/1971: feedback "
+               f"{'learned' if run.returncode == 0 else 'failed: ' + run.error_line()} "
+               f"({learned.get('learned_labels', 0)} label versions); stamped the other way round, "
+               f"feedback and run-batch again changed {changed or 'nothing'}",
+               extra_doubled=sum(abs(n) for n in changed.values()))
+
+
+#: The large batch: 10,000 items (the whole row, publishing included, about 2 minutes on a
+#: shared 2-core machine).
+LARGE_BATCH = 10_000
+CORRUPTIONS: list[Callable[[bytes], bytes]] = [
+    lambda b: b[: len(b) // 2],             # truncated
+    lambda b: b"",                          # empty
+    lambda b: b"not an image at all",       # not an image
+    lambda b: b[:8] + b"\0" * (len(b) - 8),  # PNG signature, zeroed chunks
+    lambda b: bytes(reversed(b)),           # garbage of the same size
+]
+
+
+def corrupt_batch(services: Services) -> Fault:
+    """One batch of ``LARGE_BATCH`` items, 1 % of its images corrupt (five kinds): those rows
+    fail alone, each naming its item; the rest are answered and learned."""
+    ws = services.workspace("large-batch")
+    ws.publish(1, LARGE_BATCH)
+    store = ws.store
+    items = batches.read_manifest(store, STREAM, "b0000").records
+    bad = items[:: 100]
+    for k, item in enumerate(bad):
+        key = layout.image_key(STREAM, "b0000", item.image)
+        store.put(key, CORRUPTIONS[k % len(CORRUPTIONS)](store.get(key)))
+    ok, seconds, error = ws.recover()
+    loaded = batches.read_results(store, STREAM, POLICY, "b0000")
+    failed = {r.item_id: r.error or "" for r in loaded[1] if r.status == "failed"} if loaded else {}
+    named = sum(1 for i, e in failed.items() if i in e)
+    ok = ok and set(failed) == {i.item_id for i in bad} and named == len(bad)
+    return row(f"{LARGE_BATCH:,}-item batch, 1% corrupt images", ws, ok, seconds,
+               f"{LARGE_BATCH:,} items, {len(bad)} corrupt ({len(CORRUPTIONS)} kinds): "
+               f"{len(failed)} rows failed ({named} naming their item, e.g. "
+               f"{min(failed.values(), default='')[:90]}), {len(loaded[1]) - len(failed) if loaded else 0} "
+               f"ok; run-batch + feedback {'done' if ok else 'failed: ' + (error or 'see counts')}")
+
+
+@contextmanager
+def moto(ws: Workspace, port: int) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """``python -m storage.moto`` on ``port`` for the workspace: (the process, its ``moto_server``
+    child's pid, that child's request log); stopped at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", "storage.moto", "--port", str(port)],
+                            env=ws.env, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent())
+    try:
+        assert proc.stdout is not None
+        if "moto S3 on" not in proc.stdout.readline():
+            raise FaultSetupError("python -m storage.moto did not start")
+        (server,) = children(proc.pid)
+        ws.env.update(FMP_STORAGE_URL="s3://fmp-faults/objects",
+                      FMP_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+                      AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")
+        yield proc, server, Path(f"/proc/{server}/fd/2")  # moto's request log: a file of its own
+    finally:
+        try:
+            for pid in children(proc.pid) if proc.poll() is None else []:
+                os.kill(pid, signal.SIGCONT)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # it ended meanwhile
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=15)
+
+
+def killed_moto(services: Services) -> Fault:
+    """``moto_server`` killed (SIGKILL) once ``fmp run-batch`` has read its batch's images, so the
+    results write meets a dead endpoint. moto keeps its objects in memory only: the store is
+    gone with it. The results are kept under ``$FMP_HOME/kept``; a fresh moto on the same port,
+    the stream published again (same seed: the same items), the next run writes the kept
+    results without recomputing them."""
+    ws = services.workspace("killed-moto")
+    port = free_port()
+    with moto(ws, port) as (_, server, log):
+        ws.publish(2, 6, "--create-bucket")
+        seen = log.read_text(errors="replace").count("/images/")
+        proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM], env=ws.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        while log.read_text(errors="replace").count("/images/") < seen + 6 and proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                break
+            time.sleep(0.01)
+        os.kill(server, signal.SIGKILL)
+        killed = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        failed_after = time.monotonic() - killed
+    first = Run([], proc.returncode, "", stderr, failed_after)
+    lines = [ln for ln in stderr.splitlines() if ": error:" in ln]
+    kept = sorted(str(p.relative_to(ws.home)) for p in (ws.home / "kept").rglob("results.jsonl"))
+    with moto(ws, port):  # a fresh, empty moto: the same port, the stream published again
+        start = time.monotonic()
+        ws.publish(2, 6, "--create-bucket")
+        ok, seconds, error = ws.recover()
+        seconds = time.monotonic() - start
+        delivered = "kept in" in "".join(r.stderr for r in ws.runs[-2:])
+        ok = ok and delivered and proc.returncode == 1 and len(lines) == 1 and bool(kept)
+        return row("moto killed (SIGKILL) mid-write", ws, ok, seconds,
+                   f"moto keeps objects in memory only (killed, the store is gone); run-batch ended "
+                   f"{failed_after:.1f} s after the kill (exit {proc.returncode}, {len(lines)} error "
+                   f"line(s): {first.error_line()[:110]}), results kept: {kept or 'none'}; fresh moto, "
+                   f"stream published again, rerun {'wrote the kept results' if delivered else 'recomputed'}"
+                   f" + feedback {'done' if ok else 'failed: ' + (error or 'see message')}")
+
+
+#: A command whose Prefect server died ends (with one error line) within this.
+SERVER_GONE_BOUND_S = 90.0
+
+
+def killed_server(services: Services) -> Fault | None:
+    """The runner's Prefect server killed (SIGKILL, with its uvicorn) while ``fmp run-batch --all``
+    runs against it: the command fails with one line; the server started again on the same
+    port and database, rerun + feedback recover. None when the server is not the runner's own."""
+    if not services.own:
+        return None
+    ws = services.workspace("killed-server")
+    ws.publish(3, 6)
+    store = ws.store
+    proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM, "--all"], env=ws.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + COMMAND_TIMEOUT_S
+    while not store.exists(layout.success_key(STREAM, POLICY, "b0000")) and proc.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    services.kill()
+    killed = time.monotonic()
+    try:
+        _, stderr = proc.communicate(timeout=SERVER_GONE_BOUND_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        stderr += f"\nfmp run-batch: killed: still running {SERVER_GONE_BOUND_S:g} s after the server died"
+    (ws.home / "run-batch.stderr").write_text(stderr)
+    failed_after = time.monotonic() - killed
+    first = Run([], proc.returncode, "", stderr, failed_after)
+    lines = [ln for ln in stderr.splitlines() if ": error:" in ln]
+    done = sum(store.exists(layout.success_key(STREAM, POLICY, b)) for b in ("b0000", "b0001", "b0002"))
+    start = time.monotonic()
+    services.start()
+    restart_s = time.monotonic() - start
+    recovered, seconds, error = ws.recover()
+    seconds += restart_s
+    ok = recovered and proc.returncode == 1 and len(lines) == 1
+    return row("Prefect server killed (SIGKILL) mid-run", ws, ok, seconds,
+               f"killed with {done} of 3 batches done; run-batch --all ended {failed_after:.1f} s later "
+               f"(exit {proc.returncode}, {len(lines)} error line(s): {first.error_line()[:110]}); "
+               f"server restarted in {restart_s:.1f} s, rerun + feedback "
+               f"{'done' if recovered else 'failed: ' + error}")
+
+
 FAULTS: dict[str, Callable[[Services], Fault | None]] = {
     "run-batch-before": lambda s: kill_run_batch(s, "results-before"),
     "run-batch-between": lambda s: kill_run_batch(s, "results-between"),
@@ -610,7 +876,15 @@ FAULTS: dict[str, Callable[[Services], Fault | None]] = {
     "bomb": decompression_bomb,
     "labels": bad_labels,
     "disk-full": disk_full,
+    "lock-held": store_lock_held,
+    "clock-skew": clock_skew,
+    "large-batch": corrupt_batch,
+    "moto-killed": killed_moto,
+    "server-killed": killed_server,  # last: the other rows' server is killed and started again
 }
+#: Why a fault function returned None (the fault cannot be injected here).
+NOT_RUN = {"disk-full": "no tmpfs can be mounted here",
+           "server-killed": "the Prefect server is not the runner's own"}
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -619,7 +893,8 @@ def run_faults(names: list[str], root: Path, echo: Callable[[str], None] = print
                api_url: str | None = None) -> list[Fault]:
     """Run the named faults (keys of ``FAULTS``) with services under ``root`` (a Prefect server
     of their own unless ``api_url`` names one); one row each (a fault that cannot be injected
-    here, disk full without a tmpfs, is left out, said once)."""
+    here, disk full without a tmpfs or the server killed when it is not the runner's own, is
+    left out, said once)."""
     services = Services(root, api_url).start()
     rows: list[Fault] = []
     try:
@@ -629,7 +904,7 @@ def run_faults(names: list[str], root: Path, echo: Callable[[str], None] = print
             except Exception as exc:  # the row says what went wrong; the other faults run
                 fault = Fault(name, 0, 0, False, 0.0, f"{type(exc).__name__}: {exc}")
             if fault is None:
-                echo(f"{name}: not run (no tmpfs can be mounted here)")
+                echo(f"{name}: not run ({NOT_RUN.get(name, 'cannot be injected here')})")
                 continue
             rows.append(fault)
             echo(format_row(fault))

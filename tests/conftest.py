@@ -45,3 +45,28 @@ def s3_store(s3_endpoint: str, s3_client: Any) -> S3Store:
     store = S3Store(f"fmp-test-{uuid.uuid4().hex[:16]}", endpoint_url=s3_endpoint, client=s3_client)
     store.ensure_bucket()
     return store
+
+
+# ---------------------------------------------------------------------------
+# Prefect: one real, temporary server for the whole session. Integration and fault tests share
+# it: Prefect's client services (events, task-run records) are per process, so two servers in
+# one test process would send one's records to the other.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """Prefect's test harness (startup allowed 120 s); yields its API URL (for child processes)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        assert url
+        yield str(url)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_api: str) -> Iterator[None]:
+    """Run flows in this process against the session's Prefect server."""
+    yield

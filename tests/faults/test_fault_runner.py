@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmarks.faults import FAULTS, Fault, Workspace, bomb_png, count, format_row, run_faults
+from benchmarks.faults import (
+    CORRUPTIONS,
+    FAULTS,
+    Fault,
+    Workspace,
+    bomb_png,
+    count,
+    format_row,
+    run_faults,
+)
 from storage import batches
 from storage.records import Label, ManifestItem
 
@@ -60,4 +69,14 @@ def test_the_bomb_is_small_and_declares_400_megapixels() -> None:
 
 def test_every_fault_has_a_runner() -> None:
     assert {"run-batch-before", "run-batch-between", "run-batch-after", "feedback-before",
-            "feedback-inside", "feedback-after", "moto-frozen", "bomb", "labels", "disk-full"} == set(FAULTS)
+            "feedback-inside", "feedback-after", "moto-frozen", "bomb", "labels", "disk-full",
+            "lock-held", "clock-skew", "large-batch", "moto-killed", "server-killed"} == set(FAULTS)
+    assert list(FAULTS)[-1] == "server-killed"  # it kills the server the other rows use
+
+
+def test_every_corruption_of_the_large_batch_is_undecodable() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buffer, format="PNG")
+    for corrupt in CORRUPTIONS:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - PIL raises several kinds
+            Image.open(io.BytesIO(corrupt(buffer.getvalue()))).load()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,17 +112,21 @@ def test_runs_carry_tags_and_publish_artifacts_with_stable_keys(ledger: dict[str
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter
 
     with get_client(sync_client=True) as client:
-        batch = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["batch-s1-learned"])))
-        feedback = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["feedback-s1-learned"])))
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name={"any_": ["stream_batch/s1/b0002"]}))
-        trend = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["trend-s1-learned"])))
-        renamed = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name={"like_": "ingest_feedback/s1/"}))
+        # the session's server also holds other modules' runs of a stream "s1": this module's
+        # runs are those on its own database, and its artifacts those of its runs
+        ours = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(name={"like_": "/s1/"}))
+                if r.parameters.get("db_path") == ledger["db_path"]]
+        ids = {r.id for r in ours}
+
+        def artifacts(key: str) -> list[Any]:
+            found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return [a for a in found if a.flow_run_id in ids]
+
+        batch, feedback, trend = (artifacts(f"{kind}-s1-learned") for kind in ("batch", "feedback", "trend"))
+        runs = [r for r in ours if r.name == "stream_batch/s1/b0002"]
+        renamed = [r for r in ours if r.name.startswith("ingest_feedback/s1/")]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [runs[0].id]}))
+    assert len(ours) >= 4 and runs
     assert len(batch) >= 2 and len(feedback) >= 2  # one per batch: the key keeps the history
     rows = batch[0].data if isinstance(batch[0].data, list) else __import__("json").loads(batch[0].data)
     assert {r["call_site"] for r in rows} == {"exists@2:11", "verify_property@4:11"}
