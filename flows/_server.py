@@ -45,3 +45,44 @@ def adopt_temporary_server() -> None:
     thread that starts it, and the first call is the main thread's). No-op when one exists."""
     if None not in SubprocessASGIServer._instances:
         ChildServer()  # registers itself as the instance for "any port", which Prefect asks for
+
+
+#: How long the Prefect server may stay unreachable before a command gives up.
+SERVER_GONE_S = 30.0
+
+
+def watch_server(command: str, api_url: str | None, gone_s: float = SERVER_GONE_S,
+                 every_s: float = 3.0) -> None:
+    """End this process with one line when the Prefect server at ``api_url`` stops answering.
+
+    A flow run whose server dies does not end: Prefect's client keeps proposing states to a
+    closed port. Work already finished is safe (results are written with their marker before
+    any state is reported; a batch without its marker is redone by the next run), so the
+    command stops, says so in one line, and exits 1 after ``gone_s`` seconds without an
+    answer from ``{api_url}/health``. Does nothing without ``api_url`` (a temporary server is
+    this process's own child).
+    """
+    import threading
+    import time
+    import urllib.request
+
+    if not api_url:
+        return
+    health = api_url.rstrip("/") + "/health"
+
+    def watch() -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(every_s)
+            try:
+                with urllib.request.urlopen(health, timeout=every_s):
+                    last = time.monotonic()
+            except OSError:
+                if time.monotonic() - last >= gone_s:
+                    print(f"fmp {command}: error: the Prefect server at {api_url} has not answered "
+                          f"for {gone_s:g} s; stopping (batches without results are redone by the "
+                          "next run)", file=sys.stderr, flush=True)
+                    sys.stdout.flush()
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="fmp-server-watch", daemon=True).start()

@@ -388,9 +388,12 @@ def main(argv: list[str] | None = None) -> int:
             check_shared_settings()  # before Prefect reads PREFECT_API_URL from the settings file
         runs_flows = getattr(args, "runs_flows", True)
         if runs_flows:
-            from flows._server import adopt_temporary_server
+            from prefect.settings import PREFECT_API_URL
+
+            from flows._server import adopt_temporary_server, watch_server
 
             adopt_temporary_server()  # a temporary server started here dies with this process
+            watch_server(args.command, PREFECT_API_URL.value())  # one line if the server dies
         # the flows run in this process; commands that run none need no Prefect client or server
         with in_process_runs() if runs_flows else nullcontext():
             return fn(args)
