@@ -819,6 +819,105 @@ def killed_moto(services: Services) -> Fault:
                    f" + feedback {'done' if ok else 'failed: ' + (error or 'see message')}")
 
 
+#: The worker-killed row's batch: enough items that its flow run computes for a few seconds.
+WORKER_BATCH = 2000
+#: Deploys the stream-batch flow from this checkout to a pool (run in a subprocess: the runner
+#: imports nothing from ``flows/``); prints the deployment's id.
+DEPLOY_SCRIPT = """\
+import sys
+from prefect import flow
+deployment = flow.from_source(source=sys.argv[1], entrypoint="flows/stream_batch.py:stream_batch")
+print(deployment.deploy(name="stream-batch", work_pool_name=sys.argv[2], parameters={"policy": "learned"},
+                        print_next_steps=False))
+"""
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of every process under ``pid`` (children first, then theirs)."""
+    found: list[int] = []
+    try:
+        for child in children(pid):
+            found += [child, *descendants(child)]
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # it ended meanwhile
+    return found
+
+
+def _api(services: Services, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    """A call of the Prefect API (POST with ``body``, else GET) and its JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{services.api_url}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        result: dict[str, object] = json.load(answer)
+        return result
+
+
+def _state(services: Services, flow_run: str) -> str:
+    state = _api(services, f"/flow_runs/{flow_run}").get("state")
+    return str(state.get("type")) if isinstance(state, dict) else "none"
+
+
+def killed_worker(services: Services) -> Fault | None:
+    """``prefect worker`` and the flow-run process it started killed (SIGKILL) while a
+    deployment's stream-batch run computes a batch; an operator's rerun + feedback recover.
+    None when the server is not the runner's own (the row creates a work pool on it)."""
+    if not services.own:
+        return None
+    ws = services.workspace("killed-worker")
+    ws.publish(1, WORKER_BATCH)
+    checkout = Path(__file__).resolve().parents[1]
+    pool = "fmp-faults"
+    prefect = [*_executable("prefect"), "--no-prompt"]
+    created = subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"],
+                             env=ws.env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    ws.check(Run(["work-pool", "create"], created.returncode, created.stdout, created.stderr, 0.0))
+    deployed = subprocess.run([sys.executable, "-c", DEPLOY_SCRIPT, str(checkout), pool], cwd=checkout,
+                              env=ws.env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    ws.check(Run(["deploy", "stream-batch"], deployed.returncode, deployed.stdout, deployed.stderr, 0.0))
+    deployment = deployed.stdout.split()[-1]
+    log = (ws.home / "worker.log").open("wb")
+    worker = subprocess.Popen([*prefect, "worker", "start", "--pool", pool],
+                              env={**ws.env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, cwd=checkout,
+                              stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+    log.close()
+    try:
+        flow_run = str(_api(services, f"/deployments/{deployment}/create_flow_run",
+                            {"parameters": {"stream": STREAM, "policy": POLICY}})["id"])
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        state = _state(services, flow_run)
+        while state != "RUNNING" and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = _state(services, flow_run)
+        if state != "RUNNING":
+            return row("worker killed (kill -9) mid-run", ws, False, 0.0,
+                       f"the flow run never ran (state {state}, worker exit {worker.poll()}); "
+                       f"see {ws.home / 'worker.log'}")
+        time.sleep(0.5)  # past the flow's start: reading the batch, answering its items
+        pids = [worker.pid, *descendants(worker.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in pids[1:]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    marker = ws.store.exists(layout.success_key(STREAM, POLICY, "b0000"))
+    before = count(ws)
+    after_kill = _state(services, flow_run)
+    ok, seconds, error = ws.recover()
+    later = _state(services, flow_run)
+    # the batch's results and marker written before the kill: the fault came too late
+    return row("worker killed (kill -9) mid-run", ws, ok and not marker, seconds,
+               f"killed the worker and {len(pids) - 1} process(es) under it with the flow run RUNNING; "
+               f"_SUCCESS {'yes' if marker else 'no'}, lost {before.lost} before recovery; Prefect shows "
+               f"the killed run {after_kill} (still {later} after recovery); rerun + feedback "
+               f"{'done' if ok else 'failed: ' + error}")
+
+
 #: A command whose Prefect server died ends (with one error line) within this.
 SERVER_GONE_BOUND_S = 90.0
 
@@ -880,10 +979,12 @@ FAULTS: dict[str, Callable[[Services], Fault | None]] = {
     "clock-skew": clock_skew,
     "large-batch": corrupt_batch,
     "moto-killed": killed_moto,
+    "worker-killed": killed_worker,
     "server-killed": killed_server,  # last: the other rows' server is killed and started again
 }
 #: Why a fault function returned None (the fault cannot be injected here).
 NOT_RUN = {"disk-full": "no tmpfs can be mounted here",
+           "worker-killed": "the Prefect server is not the runner's own",
            "server-killed": "the Prefect server is not the runner's own"}
 
 

@@ -70,7 +70,8 @@ def test_the_bomb_is_small_and_declares_400_megapixels() -> None:
 def test_every_fault_has_a_runner() -> None:
     assert {"run-batch-before", "run-batch-between", "run-batch-after", "feedback-before",
             "feedback-inside", "feedback-after", "moto-frozen", "bomb", "labels", "disk-full",
-            "lock-held", "clock-skew", "large-batch", "moto-killed", "server-killed"} == set(FAULTS)
+            "lock-held", "clock-skew", "large-batch", "moto-killed", "worker-killed",
+            "server-killed"} == set(FAULTS)
     assert list(FAULTS)[-1] == "server-killed"  # it kills the server the other rows use
 
 
