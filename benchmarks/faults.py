@@ -419,20 +419,8 @@ def frozen_moto(services: Services) -> Fault:
     """moto frozen (SIGSTOP) while ``fmp run-batch`` reads a batch's images: the command fails
     with one line within the bound; thawed, the rerun does the batch."""
     ws = services.workspace("frozen-moto")
-    port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "storage.moto", "--port", str(port)],
-                            env=ws.env, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent())
-    try:
-        assert moto.stdout is not None
-        if "moto S3 on" not in moto.stdout.readline():
-            raise FaultSetupError("python -m storage.moto did not start")
-        (server,) = children(moto.pid)
-        ws.env.update(FMP_STORAGE_URL="s3://fmp-faults/objects",
-                      FMP_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                      AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1")
+    with moto(ws, free_port()) as (_, server, log):
         ws.publish(2, 40, "--create-bucket")
-        log = Path(f"/proc/{server}/fd/2")  # moto's request log (stderr, a file of its own)
         seen = log.read_text(errors="replace").count("/images/")
         proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM], env=ws.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -459,11 +447,6 @@ def frozen_moto(services: Services) -> Fault:
                    f"run-batch ended after {failed_after:.1f} s (exit {proc.returncode}, "
                    f"{len(lines)} error line(s): {first.error_line()[:160]}); thawed, rerun + feedback "
                    f"{'done' if ok else 'failed: ' + error} in {seconds:.1f} s")
-    finally:
-        for pid in children(moto.pid) if moto.poll() is None else []:
-            os.kill(pid, signal.SIGCONT)
-        moto.terminate()
-        moto.wait(timeout=15)
 
 
 def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
