@@ -20,8 +20,11 @@ hindsight, by coordinate descent on the objective), ``routing`` (per item, the w
 program on its cheapest or its largest configuration, chosen by a contextual bandit: the
 paper's "LLM routing" baseline), ``paper`` (the paper's learner: a ResNet-18 per call site,
 gradient Thompson sampling, REINFORCE), ``learned`` (fmp's per-call-site Thompson
-sampling), ``fmp`` (fmp's shared-model Thompson sampling, warm-started across queries),
-``fmp-budget`` (the same, holding a cost budget per item by adjusting λ online),
+sampling), ``shared`` (shared-model Thompson sampling, warm-started across queries),
+``shared-budget`` (the same, holding a cost budget per item by adjusting λ online),
+``audited`` and ``confirmed`` (a static configuration searched online by audits of
+labelled items; ``confirmed`` also re-runs every "yes" on the largest backends), ``fmp``
+(the recommended learner, today ``confirmed``),
 ``cascade`` (call-site cascades: each call runs cheap and is re-issued one rung up while a
 learned confidence threshold does not trust the answer; every rung is charged) and
 ``oracle`` (per item, the cheapest run that answers right: the physical limit).
@@ -34,9 +37,14 @@ Modules, one concern each:
 
 - ``harness``: the item streams, the evaluation context and settings, and running a
   learner over a stream batch by batch with the shared call cache and delayed labels;
-- ``runners``: the twelve policies and ``RUNNERS``, the table of policy names → runners;
-  ``run_query`` runs a table's policies (every λ of the λ-dependent ones) on one stream;
+- ``runners``: the policies and ``RUNNERS``, the table of policy names → runners, and
+  ``RECOMMENDED``, the learner the name ``fmp`` stands for; ``run_query`` runs a table's
+  policies (every λ of the λ-dependent ones) on one stream;
+- ``audit``: the audited search (``audited``, ``confirmed``) over a stream;
 - ``summary``: quality (F1 or exact match), per-policy rows, the λ sweep and the table;
+- ``intervals``: 95 % bootstrap intervals over queries, differences from ``largest`` paired
+  on the same items, ``fmp``'s front against ``static``'s and ``routing``'s at every cost
+  level, and the per-query table;
 - ``plot``: the Pareto PNG (matplotlib is imported there only, when a plot is drawn);
 - ``cli``: the argument parser, ``evaluate(args)`` and ``main``; ``__main__`` runs it.
 """

@@ -32,8 +32,25 @@ import benchmarks.evaluate as package
 from benchmarks.calltable import DEFAULT_DIR, CallTable, load_unit_flops, save_unit_flops
 from benchmarks.counterfactual import Answered, CallCache, CallKey
 from benchmarks.evaluate.harness import Context, ItemResult, Settings, Stream, load_stream
+from benchmarks.evaluate.intervals import (
+    Bootstrap,
+    add_intervals,
+    dominance,
+    dominance_table,
+    per_query,
+    per_query_table,
+)
 from benchmarks.evaluate.plot import pareto_png
-from benchmarks.evaluate.runners import ALL_POLICIES, RUNNERS, Runner, run_query
+from benchmarks.evaluate.runners import (
+    ALL_POLICIES,
+    DEFAULT_POLICIES,
+    FMP,
+    RECOMMENDED,
+    RUNNERS,
+    Runner,
+    resolve,
+    run_query,
+)
 from benchmarks.evaluate.summary import Results, at_lambda, sweep, table
 from benchmarks.queryset import BenchQuery, QuerySet, default_queryset, load_queryset
 from benchmarks.truth import load_facts
@@ -272,12 +289,16 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     setup = _setup(args)
     qs, ctx, settings = setup.qs, setup.ctx, setup.ctx.settings
     queries = pick_queries(qs, args)
-    unknown = sorted(set(args.policies) - set(runners))
+    # ``fmp`` names the recommended learner: it runs once, under its own name, and is
+    # reported as ``fmp`` (and under its own name too when that was asked for as well)
+    alias = FMP in args.policies and RECOMMENDED in runners and FMP not in runners
+    asked = {resolve(p) if alias else p for p in args.policies}
+    unknown = sorted(asked - set(runners))
     if unknown:
-        raise SystemExit(f"unknown policy(ies) {unknown}; valid: {list(runners)}")
+        raise SystemExit(f"unknown policy(ies) {unknown}; valid: {[*runners, *([FMP] if alias else [])]}")
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
-    policies = [p for p in runners if p in args.policies]
+    policies = [p for p in runners if p in asked]
     mono, mono_flops, scenes, lams = ctx.mono, ctx.mono_flops, setup.scenes, args.lam
     by_policy: Results = {}
     decision: dict[str, list[float]] = {}
@@ -301,10 +322,21 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     if setup.table is not None:
         save_unit_flops(setup.table.root, ctx.registry, known_unit_flops(ctx.registry))
     metric = "F1" if qs.answer_type == "bool" else "EM"
+    if alias:
+        keep = RECOMMENDED in args.policies
+        if RECOMMENDED in by_policy:
+            by_policy[FMP] = by_policy[RECOMMENDED] if keep else by_policy.pop(RECOMMENDED)
+        if RECOMMENDED in decision:
+            decision[FMP] = decision[RECOMMENDED] if keep else decision.pop(RECOMMENDED)
     rows = sweep(by_policy, qs.answer_type, lams, mono_flops)
+    boot = Bootstrap([q.id for q in queries], qs.answer_type, seed=settings.seed)
+    add_intervals(rows, by_policy, qs.answer_type, boot)
+    learner = FMP if FMP in rows else None
+    versus = dominance(rows, by_policy, learner, boot) if learner else []
     decision_us = {n: float(np.mean(v)) for n, v in decision.items() if v}
     main_lam = lams[0]
     main = at_lambda(rows, main_lam)
+    queries_rows = per_query(by_policy, qs.answer_type, main_lam, learner or RECOMMENDED)
     queries_file = args.queries or default_queryset(args.benchmark)
     report = {"benchmark": qs.benchmark, "queries_file": str(queries_file),
               "seed": settings.seed, "queries": [q.id for q in queries], "scenes_per_query": scenes,
@@ -317,7 +349,8 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
               "call_table": None if setup.table is None else str(setup.table.root),
               "model_calls": {"computed": calls.computed, "loaded": calls.loaded,
                               "reused": calls.reused, "stored": calls.stored},
-              "table": main, "sweep": rows,
+              "fmp": RECOMMENDED if learner else None, "table": main, "sweep": rows,
+              "per_query": queries_rows, "fmp_vs_baselines": versus,
               "static_configurations": {f"{q}@{lam:g}": p for (q, lam), p in pins.items()}}
     out = Path(args.out or f".fmp/eval-{qs.benchmark}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +362,10 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     print(f"{qs.benchmark}: {len(queries)} queries × {scenes} scenes (seed {settings.seed}), "
           f"λ = {main_lam:g}; monolithic = {mono} ({mono_flops / 1e9:.2f} GFLOPs/call)")
     print(table(main, metric, decision_us))
+    print(per_query_table(queries_rows, learner or RECOMMENDED, metric, main_lam))
+    if learner:
+        print(f"{FMP} = {RECOMMENDED}, the recommended learner")
+        print(dominance_table(versus, FMP, metric))
     print(f"λ sweep ({', '.join(f'{v:g}' for v in lams)}): {png}\n"
           f"written {out} in {time.time() - started:.0f}s")
     return report
@@ -342,7 +379,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lam", type=float, nargs="+", default=[1.0],
                    help="λ values; the first is the table's, all are swept for the Pareto plot")
-    p.add_argument("--policies", nargs="+", default=list(ALL_POLICIES), choices=ALL_POLICIES,
+    p.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES), choices=ALL_POLICIES,
                    metavar="POLICY")
     p.add_argument("--quick", action="store_true",
                    help="one query per reasoning type, fewer scenes (CI: under 5 minutes on 2 cores)")
@@ -353,9 +390,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-delay", type=int, default=0, help="labels arrive this many batches late")
     p.add_argument("--label-rate", type=float, default=1.0, help="share of items whose label arrives")
     p.add_argument("--budget", type=float, default=0.02,
-                   help="fmp-budget: cost per item to hold, in monolithic calls (0.02 = 98%% savings)")
+                   help="shared-budget: cost per item to hold, in monolithic calls (0.02 = 98%% savings)")
     p.add_argument("--shadow", type=float, default=0.25,
-                   help="fmp learners: share of items with shadow runs of cheaper backends")
+                   help="shared, shared-budget, cascade: share of items with shadow runs of cheaper backends")
     p.add_argument("--paper-width", type=int, help="paper learner: ResNet-18 base width (64 = full; "
                                                     "default 16, 8 with --quick)")
     p.add_argument("--paper-input", type=int,

@@ -71,8 +71,8 @@ class Settings:
     batch_size: int = 64  # items per batch; labels return per batch
     label_delay: int = 0  # labels arrive this many batches late
     label_rate: float = 1.0  # share of items whose label arrives
-    budget: float = 0.02  # fmp-budget: cost per item to hold, in monolithic calls
-    shadow: float = 0.25  # fmp learners: share of items with shadow runs of cheaper backends
+    budget: float = 0.02  # shared-budget: cost per item to hold, in monolithic calls
+    shadow: float = 0.25  # shared, shared-budget, cascade: share of items with shadow runs
     paper_width: int = 16  # paper learner: ResNet-18 base width
     paper_input: int = 64  # paper learner: input side in pixels
     #: today's harness path, kept for speed comparisons (``benchmarks.speed``): every policy of

@@ -1,5 +1,6 @@
-"""The Pareto plot: quality against cost, every policy at every λ (matplotlib is imported
-here only, when a plot is drawn)."""
+"""The Pareto plot: quality against cost, every policy at every λ, with each point's 95 %
+bootstrap interval over queries as an error bar when the rows carry one (matplotlib is
+imported here only, when a plot is drawn)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ def pareto_png(path: Path, sweep: dict[str, list[dict[str, Any]]], metric: str, 
         pts = sorted(pts, key=lambda p: p["gflops_per_item"])
         xs, ys = [p["gflops_per_item"] for p in pts], [p["quality"] for p in pts]
         style = "o-" if len(pts) > 1 else "s"
-        ax.plot(xs, ys, style, label=name, markersize=6)
+        (line,) = ax.plot(xs, ys, style, label=name, markersize=6, linewidth=2.5 if name == "fmp" else 1.5)
+        if all("quality_ci" in p for p in pts):
+            yerr = [[p["quality"] - p["quality_ci"][0] for p in pts],
+                    [p["quality_ci"][1] - p["quality"] for p in pts]]
+            ax.errorbar(xs, ys, yerr=yerr, fmt="none", ecolor=line.get_color(), alpha=0.35, capsize=2)
         for p in pts if len(pts) > 1 else []:
             ax.annotate(f"λ={p['lam']:g}", (p["gflops_per_item"], p["quality"]), fontsize=6,
                         textcoords="offset points", xytext=(3, 3))

@@ -166,11 +166,12 @@ def oracle(stream: Stream, ctx: Context, arms: dict[str, list[str]], lam: float)
 
 def shared(name: str, stream: Stream, ctx: Context, arms: dict[str, list[str]],
            costs: dict[str, float], lam: float) -> list[ItemResult]:
-    """fmp's shared learner: one instance per λ for the whole benchmark (warm start)."""
+    """The shared-model Thompson learner: one instance per λ for the whole benchmark (warm
+    start across queries)."""
     key = (name, lam)
     if key not in ctx.shared:
         config = learner_config(ctx, lam, **FMP_OPTIONS)
-        budget = BudgetController(ctx.settings.budget, lam) if name == "fmp-budget" else None
+        budget = BudgetController(ctx.settings.budget, lam) if name == "shared-budget" else None
         ctx.shared[key] = (SharedThompsonLearner(config, arms, costs), budget)
     learner, budget = ctx.shared[key]
     learner.extend(arms, costs)
@@ -201,7 +202,7 @@ def _learned(q: QueryRun, lam: float) -> list[ItemResult]:
 def _cascade(q: QueryRun, lam: float) -> list[ItemResult]:
     """Call-site cascades (``policy_store/learners/cascade.py``): each call runs on a cheap
     rung and is re-issued one rung up while the learner does not trust the answer; every
-    rung that ran is charged. One learner per λ for the whole benchmark, like ``fmp``: how
+    rung that ran is charged. One learner per λ for the whole benchmark, like ``shared``: how
     far each function's rungs agree carries over to the next query; what an error costs
     is learned afresh per query, measured by shadow runs (``--shadow``, charged) where a
     cheap rung's answer was replaced."""
@@ -250,22 +251,37 @@ RUNNERS: dict[str, Runner] = {
     "learned": Runner(_learned, per_lambda=True),
     "paper": Runner(_paper, per_lambda=True),
     "cascade": Runner(_cascade, per_lambda=True, across_queries=True),
-    "fmp": Runner(lambda q, lam: shared("fmp", q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
-                  across_queries=True),
+    "shared": Runner(lambda q, lam: shared("shared", q.stream, q.ctx, q.arms, q.costs, lam),
+                     per_lambda=True, across_queries=True),
     "audited": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
                       across_queries=True),
     "confirmed": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam,
                                                AuditOptions(confirm=True, start=0.5), "confirmed"),
                         per_lambda=True, across_queries=True),
-    "fmp-budget": Runner(lambda q, lam: shared("fmp-budget", q.stream, q.ctx, q.arms, q.costs, lam),
-                         per_lambda=True, across_queries=True),
+    "shared-budget": Runner(lambda q, lam: shared("shared-budget", q.stream, q.ctx, q.arms, q.costs, lam),
+                            per_lambda=True, across_queries=True),
 }
+#: The recommended learner: the policy the name ``fmp`` stands for (in ``--policies``, in the
+#: report's ``sweep`` and ``table``, and as the report's ``fmp`` key). The flows' policy of the
+#: same learner is ``confirmed`` (``policies/specs.py``).
+RECOMMENDED = "confirmed"
+#: The name of the recommended learner.
+FMP = "fmp"
 #: Every policy, in the order the CLI lists them.
 ALL_POLICIES = ("monolithic", "cheapest", "largest", "random", "static", "routing", "paper",
-                "learned", "fmp", "fmp-budget", "cascade", "audited", "confirmed",
-                "oracle")
+                "learned", "shared", "shared-budget", "cascade", "audited", "confirmed",
+                FMP, "oracle")
+#: What ``--policies`` runs when not given: every policy, the recommended learner once (as ``fmp``).
+DEFAULT_POLICIES = tuple(n for n in ALL_POLICIES if n != RECOMMENDED)
+
+
+def resolve(name: str) -> str:
+    """The runner name a policy name stands for (``fmp`` → the recommended learner's)."""
+    return RECOMMENDED if name == FMP else name
+
+
 #: Policies whose behaviour depends on λ (run once per λ of the sweep).
-LAMBDA_POLICIES = tuple(n for n in ALL_POLICIES if RUNNERS[n].per_lambda)
+LAMBDA_POLICIES = tuple(n for n in ALL_POLICIES if RUNNERS[resolve(n)].per_lambda)
 
 
 def run_query(stream: Stream, ctx: Context, policies: list[str], lams: list[float],

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.evaluate.cli import evaluate, parser
-from benchmarks.evaluate.runners import ALL_POLICIES, LAMBDA_POLICIES, RUNNERS
+from benchmarks.evaluate.runners import ALL_POLICIES, DEFAULT_POLICIES, LAMBDA_POLICIES, RUNNERS
 from benchmarks.speed import differences
 
 
@@ -24,19 +24,43 @@ def report(tmp_path_factory):
 
 def test_every_policy_is_reported_with_its_cost_and_the_plot_is_written(report):
     rep, _, out = report
-    assert set(rep["table"]) == set(ALL_POLICIES)
+    assert set(rep["table"]) == set(DEFAULT_POLICIES)
     assert json.loads(out.read_text())["benchmark"] == "binary"
     assert out.with_name("eval-binary-pareto.png").stat().st_size > 1000
     assert rep["table"]["monolithic"]["savings_vs_monolithic"] == pytest.approx(0.0)
     assert rep["table"]["oracle"]["cost_vs_oracle"] == pytest.approx(1.0)
-    for name in LAMBDA_POLICIES:
+    for name in set(LAMBDA_POLICIES) & set(DEFAULT_POLICIES):
         assert [r["lam"] for r in rep["sweep"][name]] == [1.0, 8.0]
-    # the paper's learner pays for its own networks; fmp's learners for their embedding (fmp also
-    # for its shadow runs' calls, whichever policy computed them first)
+    # the paper's learner pays for its own networks; the Thompson learners for their embedding
+    # (shared also for its shadow runs' calls, whichever policy computed them first)
     assert rep["table"]["paper"]["policy_gflops_per_item"] > rep["table"]["learned"]["policy_gflops_per_item"] > 0
-    assert rep["table"]["fmp"]["policy_gflops_per_item"] > 0
+    assert rep["table"]["shared"]["policy_gflops_per_item"] > 0
     assert rep["table"]["cheapest"]["policy_gflops_per_item"] == 0
-    assert rep["decision_us_per_call_site"]["fmp"] > 0
+    assert rep["decision_us_per_call_site"]["shared"] > 0
+
+
+def test_fmp_names_the_recommended_learner_with_intervals_and_its_front(report):
+    rep, results, _ = report
+    assert rep["fmp"] == "confirmed"
+    assert "confirmed" not in rep["sweep"]  # run once, reported as fmp
+    by_lam = {r["lam"]: r for r in rep["sweep"]["fmp"]}
+    assert set(by_lam) == {1.0, 8.0}
+    for lam, row in by_lam.items():
+        lo, hi = row["quality_ci"]
+        assert lo <= row["quality"] + 1e-9 and row["quality"] <= hi + 1e-9
+        # one query: every resample is that query, so the interval is the point
+        assert lo == pytest.approx(hi)
+        assert row["minus_largest"] == pytest.approx(row["quality"] - rep["table"]["largest"]["quality"])
+        items = results["confirmed"][lam]
+        assert row["items"] == len(items)
+    [q] = rep["per_query"]
+    assert q["query"] == "red_circle_left_of_blue_square"
+    assert q["fmp"] == pytest.approx(by_lam[1.0]["quality"])
+    assert q["cost_vs_largest"] == pytest.approx(
+        by_lam[1.0]["gflops_per_item"] / rep["table"]["largest"]["gflops_per_item"])
+    bases = {(e["baseline"], e["baseline_lam"]) for e in rep["fmp_vs_baselines"]}
+    assert bases == {(b, lam) for b in ("static", "routing") for lam in (1.0, 8.0)}
+    assert {e["verdict"] for e in rep["fmp_vs_baselines"]} <= {"above", "level", "below", "no point"}
 
 
 def test_the_oracle_is_right_whenever_any_policy_is_and_never_costs_more(report):
@@ -70,9 +94,9 @@ def test_confirmed_answers_yes_only_where_the_largest_backends_do(report):
 
 
 def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
-    assert set(RUNNERS) == set(ALL_POLICIES)
-    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "fmp", "fmp-budget", "cascade",
-                                    "audited", "confirmed"}
+    assert set(RUNNERS) == set(ALL_POLICIES) - {"fmp"}
+    assert set(LAMBDA_POLICIES) == {"static", "routing", "paper", "learned", "shared", "shared-budget",
+                                    "cascade", "audited", "confirmed", "fmp"}
     order = list(RUNNERS)
     for name, runner in RUNNERS.items():
         for need in runner.needs:
@@ -115,7 +139,7 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     base = evaluate(parser().parse_args([*argv, "--baseline", "--out", str(tmp_path / "base.json")]))
     cold = evaluate(parser().parse_args([*argv, *table, "--jobs", "2", "--out", str(tmp_path / "cold.json")]))
     warm = evaluate(parser().parse_args([*argv, *table, "--out", str(tmp_path / "warm.json")]))
-    assert set(base["sweep"]) == set(ALL_POLICIES)
+    assert set(base["sweep"]) == set(DEFAULT_POLICIES)
     assert differences(base, cold) == [] and differences(base, warm) == []
     assert cold["model_calls"]["stored"] == cold["model_calls"]["computed"] > 0
     assert warm["model_calls"]["computed"] == 0 and warm["model_calls"]["loaded"] == cold["model_calls"]["stored"]
