@@ -23,7 +23,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,11 +82,19 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def file_lock(path: Path, timeout_s: float | None = None) -> Iterator[None]:
+def file_lock(path: Path, timeout_s: float | None = None, what: str = "the store writer lock",
+              on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
 
     The lock belongs to this process: the kernel releases it when the process exits or is
     killed. The holder's pid is written into the file for the messages of those waiting.
+
+    Args:
+        path: the lock file.
+        timeout_s: how long to wait for another holder; ``None`` waits as long as it takes.
+        what: how the messages name the lock.
+        on_wait: called once with the "waiting for ..." line when another process holds the
+            lock; by default the line is logged (the run's logger inside a flow run).
 
     Raises:
         TimeoutError: another process held it for ``timeout_s`` seconds (the message names
@@ -103,11 +111,14 @@ def file_lock(path: Path, timeout_s: float | None = None) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"{path}: the store writer lock is held by {_holder(fd)} "
+                    raise TimeoutError(f"{path}: {what} is held by {_holder(fd)} "
                                        f"(waited {timeout_s:g}s)") from None
                 if not waited:
-                    _logger().info("waiting for the store writer lock %s, held by %s",
-                                   path, _holder(fd))
+                    line = f"waiting for {what} {path}, held by {_holder(fd)}"
+                    if on_wait is None:
+                        _logger().info("%s", line)
+                    else:
+                        on_wait(line)
                     waited = True
                 time.sleep(POLL_S)
         os.ftruncate(fd, 0)

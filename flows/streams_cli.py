@@ -13,7 +13,9 @@ feedback deployments) run the stream like any other.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -102,12 +104,28 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_lock_path(home: Path, store_url: str, stream: str) -> Path:
+    """The lock file ``fmp stream add`` holds on ``stream`` of the store at ``store_url``.
+
+    Adding reads the stream's items and its last batch id, then writes new batches after it;
+    two adds at once would both see the same items and numbers. Holding this ``flock`` (under
+    ``FMP_HOME/locks``; the kernel drops it when its process dies) makes them take turns.
+    """
+    digest = hashlib.sha256(f"{store_url}\n{stream}".encode()).hexdigest()[:16]
+    return home / "locks" / f"stream-add-{stream}-{digest}.lock"
+
+
 def _add(args: argparse.Namespace) -> int:
+    from flows.locks import file_lock
     from storage.sources import add_images
 
-    store = store_for(settings_for(args.storage))
+    settings = settings_for(args.storage)
+    store = store_for(settings)
     require_stream(store, args.name)
-    with progress() as bar:
+    lock = add_lock_path(settings.home, store.url, args.name)
+    with file_lock(lock, what=f"stream {args.name}'s add lock",
+                   on_wait=lambda line: print(line, file=sys.stderr, flush=True)), \
+            progress() as bar:
         task = bar.add_task(f"adding images to {args.name}", total=None)
 
         def done(batch: str, size: int) -> None:

@@ -118,6 +118,10 @@ class S3Store(ObjectStore):
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _where(self, key: str) -> str:
+        """``s3://bucket/prefix/key`` for messages (``key`` "" names the prefix itself)."""
+        return f"s3://{self.bucket}/{self._full(key)}".rstrip("/")
+
     @contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
         """Turn botocore failures into StorageError naming the bucket and key."""
@@ -127,13 +131,14 @@ class S3Store(ObjectStore):
         try:
             yield
         except (BotoConnectionError, HTTPClientError) as exc:  # timeouts, refused, reset
-            where = f"s3://{self.bucket}/{self._full(key)}" if key else f"s3://{self.bucket}"
-            raise StoreUnavailable(f"cannot {action} {where}: {exc}") from exc
+            raise StoreUnavailable(f"cannot {action} {self._where(key)}: {exc}") from exc
         except (ClientError, BotoCoreError) as exc:
-            where = f"s3://{self.bucket}/{self._full(key)}" if key else f"s3://{self.bucket}"
+            where = self._where(key)
             hint = ""
             if isinstance(exc, ClientError) and _code(exc) == "NoSuchBucket":
-                hint = " (create it first, e.g. S3Store.ensure_bucket())"
+                at = f" at {self.endpoint_url}" if self.endpoint_url else ""
+                hint = (f" (no bucket {self.bucket!r}{at}: check the URL, or create it first, "
+                        "e.g. S3Store.ensure_bucket())")
             raise StorageError(f"cannot {action} {where}: {exc}{hint}") from exc
 
     def _put(self, key: str, data: bytes) -> None:

@@ -81,9 +81,14 @@ def valid_item_id(key: str) -> bool:
 
 
 def list_source(source: ObjectStore) -> SourceListing:
-    """The JPEG and PNG files under ``source`` by name (hidden files and folders left out)."""
+    """The JPEG and PNG files under ``source`` by name (hidden files and folders left out).
+
+    An S3 key ending in '/' (the zero-byte "folder" the S3 console creates) is no file: skipped.
+    """
     images, bad, others = [], [], 0
     for key in source.list(""):
+        if key.endswith("/"):
+            continue
         if any(part.startswith(".") for part in key.split("/")) or \
                 not key.lower().endswith(IMAGE_SUFFIXES):
             others += 1
@@ -120,9 +125,14 @@ def next_batch_ids(existing: Iterable[str]) -> Callable[[], str]:
 
 
 def manifest_item(item_id: str, data: bytes, source_url: str) -> ManifestItem:
-    """The manifest line of an added image: stored as ``images/<item id>`` in its batch."""
+    """The manifest line of an added image: stored as ``images/<item id>`` in its batch.
+
+    Its ``meta.source`` is where the image came from: ``source_url`` (without its query, such
+    as an S3 URL's ``?endpoint_url=...``) joined with the item id.
+    """
+    where = source_url.split("?", 1)[0].rstrip("/")
     return ManifestItem(item_id=item_id, image=validate_key(f"images/{item_id}", what="image"),
-                        meta={"source": f"{source_url.rstrip('/')}/{item_id}",
+                        meta={"source": f"{where}/{item_id}",
                               "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,11 +16,13 @@ from PIL import Image
 
 from flows.cli import main
 from storage import batches
+from storage.s3 import S3Store
 from storage.url import open_store
 
 pytestmark = pytest.mark.integration
 
 CATALOG = Path(__file__).parent / "fake_catalog.yaml"
+REPO = Path(__file__).resolve().parents[2]
 PROGRAM = '''def execute_command(image):
     if not exists(image, "circle"):
         return False
@@ -125,3 +132,100 @@ def test_unknown_streams_fail_with_the_known_ones_listed(
         assert main([*common, *argv]) == 1
         err = capsys.readouterr().err
         assert "unknown stream 'nope'" in err and "known streams: mine" in err, err
+
+
+def test_a_stream_from_an_s3_prefix_takes_the_paths_under_it_as_item_ids(
+        setup: tuple[list[str], Path], s3_store: S3Store, s3_client: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    common, root = setup
+    monkeypatch.setenv("FMP_S3_ENDPOINT_URL", str(s3_store.endpoint_url))
+    bucket = s3_store.bucket
+    uploads = {"photos/p0.png": _image("PNG", 0), "photos/p1.png": _image("PNG", 1),
+               "photos/garden/g0.jpg": _image("JPEG", 10),
+               "photos/garden/": b"",  # the "folder" the S3 console makes: no file
+               "photos/notes.txt": b"not an image", "photos/fake.jpg": b"a .jpg that is no JPEG",
+               "photosx/beside.png": _image("PNG", 2), "elsewhere/e.png": _image("PNG", 3)}
+    for key, data in uploads.items():
+        s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+    assert main([*common, "stream", "create", "mine", "--program", str(root / "circle.py")]) == 0
+    capsys.readouterr()
+
+    assert main([*common, "stream", "add", "mine", f"s3://{bucket}/photos", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert ("added 3 images to mine as batches b0000..b0001 (0 already in the stream); left out: "
+            "1 not JPEG or PNG inside (e.g. 'fake.jpg'), 1 other files") in out, out
+    store = open_store(str(root / "objects"))
+    assert batches.list_batches(store, "mine") == ["b0000", "b0001"]
+    items = {i.item_id: (b, i) for b in ("b0000", "b0001") for i in batches.read_manifest(store, "mine", b).strict()}
+    assert sorted(items) == ["garden/g0.jpg", "p0.png", "p1.png"]
+    batch, g0 = items["garden/g0.jpg"]
+    assert g0.meta["source"] == f"s3://{bucket}/photos/garden/g0.jpg"  # no ?endpoint_url=
+    assert batches.read_image(store, "mine", batch, g0) == uploads["photos/garden/g0.jpg"]
+
+    # the same prefix again (with a trailing slash): nothing new
+    assert main([*common, "stream", "add", "mine", f"s3://{bucket}/photos/"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"added nothing to mine: all 3 images under s3://{bucket}/photos?endpoint_url="), out
+    assert batches.list_batches(store, "mine") == ["b0000", "b0001"]
+
+    # one more image under the prefix: a new batch with only it
+    s3_client.put_object(Bucket=bucket, Key="photos/garden/g1.png", Body=_image("PNG", 11))
+    assert main([*common, "stream", "add", "mine", f"s3://{bucket}/photos"]) == 0
+    assert [i.item_id for i in batches.read_manifest(store, "mine", "b0002").strict()] == ["garden/g1.png"]
+
+    capsys.readouterr()
+    assert main([*common, "stream", "add", "mine", "s3://fmp-no-such-bucket/photos"]) == 1
+    error = capsys.readouterr().err.splitlines()[-1]  # after the progress bar's line
+    assert error.startswith("fmp stream: error: cannot list s3://fmp-no-such-bucket/photos: ") and \
+        "no bucket 'fmp-no-such-bucket' at http://" in error, error
+
+
+# Each adder imports the CLI, waits for the go file, then runs `fmp stream add` as the CLI does.
+# Every batch write waits 0.3 s first, so an add holds the stream for a second: without the
+# lock both would read the same items and batch ids before either wrote.
+_ADDER = """
+import sys, time
+from pathlib import Path
+from storage import batches
+from flows.cli import main
+
+write = batches.write_batch
+def slow_write(*args, **kwargs):
+    time.sleep(0.3)
+    return write(*args, **kwargs)
+batches.write_batch = slow_write
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.005)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_two_adds_at_once_add_every_image_once_in_consecutive_batches(
+        setup: tuple[list[str], Path]) -> None:
+    common, root = setup
+    sources = {"a": range(6), "b": range(3, 9)}  # 3, 4, 5 in both, the same file names
+    for name, numbers in sources.items():
+        (root / name / "sub").mkdir(parents=True)
+        for n in numbers:
+            (root / name / ("sub" if n % 2 else "") / f"i{n}.png").write_bytes(_image("PNG", n))
+    assert main([*common, "stream", "create", "mine", "--program", str(root / "circle.py")]) == 0
+    go = root / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _ADDER, str(go), *common, "stream", "add", "mine",
+                               str(root / name), "--batch-size", "2"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in sources]
+    time.sleep(0.5)
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+
+    store = open_store(str(root / "objects"))
+    ids = batches.list_batches(store, "mine")
+    assert ids == [f"b{k:04d}" for k in range(len(ids))]
+    items = [i.item_id for b in ids for i in batches.read_manifest(store, "mine", b).strict()]
+    expected = sorted(f"sub/i{n}.png" if n % 2 else f"i{n}.png" for n in range(9))
+    assert sorted(items) == expected  # each image once
+    added = [int(re.search(r"added (\d+) images", out)[1]) for out, _ in outs]  # type: ignore[index]
+    assert sorted(added) == [3, 6]
+    assert sum("waiting for stream mine's add lock" in err for _, err in outs) == 1, outs
