@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -168,9 +169,12 @@ class Services:
         if not self.own:
             return self
         log = (self.root / "prefect-server.log").open("wb")
+        # events reach the events API within 0.5 s (Prefect's default: 5 s): the worker row waits
+        # for its run's first heartbeat there; automations see events as they arrive either way
+        env = {**self.base_env(), "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
         self._server = subprocess.Popen(
             [*_executable("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent())
         log.close()
         deadline = time.monotonic() + 180
@@ -195,6 +199,18 @@ class Services:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+    def mark_zombies(self) -> str:
+        """Create on the runner's own server, as ``make serve`` does on its one, the automation
+        that marks flow runs without heartbeats Crashed (``python -m flows.zombies``); returns
+        its error line, or "" when it exists."""
+        if not self.own:
+            return ""
+        done = subprocess.run([sys.executable, "-m", "flows.zombies"], capture_output=True, text=True,
+                              env={**self.base_env(), "PREFECT_API_URL": self.api_url},
+                              cwd=Path(__file__).resolve().parents[1], timeout=COMMAND_TIMEOUT_S)
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        return "" if done.returncode == 0 else lines[-1]
 
     def kill(self) -> None:
         """Kill the runner's own server and its uvicorn (SIGKILL, as ``kill -9`` would)."""
@@ -809,10 +825,15 @@ WORKER_BATCH = 2000
 DEPLOY_SCRIPT = """\
 import sys
 from prefect import flow
+from flows.zombies import HEARTBEAT_S
 deployment = flow.from_source(source=sys.argv[1], entrypoint="flows/stream_batch.py:stream_batch")
 print(deployment.deploy(name="stream-batch", work_pool_name=sys.argv[2], parameters={"policy": "learned"},
+                        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}},
                         print_next_steps=False))
 """
+#: A flow run whose process was killed is marked Crashed by the server within this
+#: (``flows.zombies.CRASHED_WITHIN_S``: a heartbeat every 30 s, Crashed 90 s after the last one).
+CRASHED_BOUND_S = 130.0
 
 
 def descendants(pid: int) -> list[int]:
@@ -826,19 +847,63 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _api(services: Services, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+def _api(services: Services, path: str, body: dict[str, object] | None = None) -> Any:
     """A call of the Prefect API (POST with ``body``, else GET) and its JSON answer."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{services.api_url}{path}", data=data,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as answer:
-        result: dict[str, object] = json.load(answer)
-        return result
+        return json.load(answer)
 
 
 def _state(services: Services, flow_run: str) -> str:
     state = _api(services, f"/flow_runs/{flow_run}").get("state")
     return str(state.get("type")) if isinstance(state, dict) else "none"
+
+
+def _heartbeat_seen(services: Services, flow_run: str) -> bool:
+    """Whether the server has a ``prefect.flow-run.heartbeat`` event of ``flow_run``."""
+    found = _api(services, "/events/filter", {"limit": 1, "filter": {
+        "event": {"name": ["prefect.flow-run.heartbeat"]},
+        "resource": {"id": [f"prefect.flow-run.{flow_run}"]}}})
+    return bool(found.get("events"))
+
+
+def _running_since(services: Services, since: float) -> list[str]:
+    """The ids of the flow runs RUNNING on the server that started after ``since`` (epoch s)."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    found = _api(services, "/flow_runs/filter", {"flow_runs": {
+        "state": {"type": {"any_": ["RUNNING"]}}, "start_time": {"after_": started}}})
+    return [str(run["id"]) for run in found] if isinstance(found, list) else []
+
+
+def _crashed_after(services: Services, flow_runs: list[str], killed_at: float,
+                   bound_s: float = CRASHED_BOUND_S) -> dict[str, float | None]:
+    """Per flow run, seconds from ``killed_at`` (epoch s) to its Crashed state (the state's own
+    timestamp), waiting until ``killed_at + bound_s`` and a little past; None: not Crashed."""
+    from datetime import datetime
+
+    found: dict[str, float | None] = dict.fromkeys(flow_runs)
+    while True:
+        for run in [r for r, s in found.items() if s is None]:
+            state = _api(services, f"/flow_runs/{run}").get("state")
+            if isinstance(state, dict) and state.get("type") == "CRASHED":
+                found[run] = datetime.fromisoformat(str(state["timestamp"])).timestamp() - killed_at
+        if all(s is not None for s in found.values()) or time.time() > killed_at + bound_s + 5:
+            return found
+        time.sleep(1.0)
+
+
+def _crash_report(crashed: dict[str, float | None], bound_s: float = CRASHED_BOUND_S) -> tuple[bool, str]:
+    """Whether every run was marked Crashed within ``bound_s``, and a few words saying so."""
+    if not crashed:
+        return False, "no killed flow run found RUNNING on the server"
+    late = [s for s in crashed.values() if s is None or s > bound_s]
+    times = ", ".join("never" if s is None else f"{s:.0f} s" for s in crashed.values())
+    if late:
+        return False, f"the server did NOT mark {len(late)} of {len(crashed)} killed run(s) Crashed " \
+                      f"within {bound_s:g} s (Crashed after: {times})"
+    return True, f"the server marked the killed run(s) Crashed {times} after the kill (bound {bound_s:g} s)"
 
 
 def killed_worker(services: Services) -> Fault | None:
@@ -876,10 +941,14 @@ def killed_worker(services: Services) -> Fault | None:
             return row("worker killed (kill -9) mid-run", ws, False, 0.0,
                        f"the flow run never ran (state {state}, worker exit {worker.poll()}); "
                        f"see {ws.home / 'worker.log'}")
-        time.sleep(0.5)  # past the flow's start: reading the batch, answering its items
+        running = time.monotonic()
+        while not _heartbeat_seen(services, flow_run) and time.monotonic() - running < 30:
+            time.sleep(0.2)  # the first heartbeat is sent as the flow starts; it marks the run alive
+        beat_s = time.monotonic() - running
         pids = [worker.pid, *descendants(worker.pid)]
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
         worker.wait()
         deadline = time.monotonic() + 30
         while any(alive(pid) for pid in pids[1:]) and time.monotonic() < deadline:
@@ -892,13 +961,13 @@ def killed_worker(services: Services) -> Fault | None:
     before = count(ws)
     after_kill = _state(services, flow_run)
     ok, seconds, error = ws.recover()
-    later = _state(services, flow_run)
+    marked, marking = _crash_report(_crashed_after(services, [flow_run], killed_at))
     # the batch's results and marker written before the kill: the fault came too late
-    return row("worker killed (kill -9) mid-run", ws, ok and not marker, seconds,
-               f"killed the worker and {len(pids) - 1} process(es) under it with the flow run RUNNING; "
-               f"_SUCCESS {'yes' if marker else 'no'}, lost {before.lost} before recovery; Prefect shows "
-               f"the killed run {after_kill} (still {later} after recovery); rerun + feedback "
-               f"{'done' if ok else 'failed: ' + error}")
+    return row("worker killed (kill -9) mid-run", ws, ok and marked and not marker, seconds,
+               f"killed the worker and {len(pids) - 1} process(es) under it once the run's first "
+               f"heartbeat was on the server ({beat_s:.1f} s after Running), the run {after_kill}; "
+               f"_SUCCESS {'yes' if marker else 'no'}, lost {before.lost} before recovery; rerun + "
+               f"feedback {'done' if ok else 'failed: ' + error}; {marking}")
 
 
 #: A command whose Prefect server died ends (with one error line) within this.
@@ -914,6 +983,7 @@ def killed_server(services: Services) -> Fault | None:
     ws = services.workspace("killed-server")
     ws.publish(3, 6)
     store = ws.store
+    began = time.time() - 1
     proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM, "--all"], env=ws.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + COMMAND_TIMEOUT_S
@@ -923,6 +993,7 @@ def killed_server(services: Services) -> Fault | None:
         time.sleep(0.02)
     services.kill()
     killed = time.monotonic()
+    killed_at = time.time()
     try:
         _, stderr = proc.communicate(timeout=SERVER_GONE_BOUND_S)
     except subprocess.TimeoutExpired:
@@ -939,12 +1010,14 @@ def killed_server(services: Services) -> Fault | None:
     restart_s = time.monotonic() - start
     recovered, seconds, error = ws.recover()
     seconds += restart_s
-    ok = recovered and proc.returncode == 1 and len(lines) == 1
+    # the killed command's runs: RUNNING since before the kill (the recovery's own have ended)
+    marked, marking = _crash_report(_crashed_after(services, _running_since(services, began), killed_at))
+    ok = recovered and marked and proc.returncode == 1 and len(lines) == 1
     return row("Prefect server killed (SIGKILL) mid-run", ws, ok, seconds,
                f"killed with {done} of 3 batches done; run-batch --all ended {failed_after:.1f} s later "
                f"(exit {proc.returncode}, {len(lines)} error line(s): {first.error_line()[:110]}); "
                f"server restarted in {restart_s:.1f} s, rerun + feedback "
-               f"{'done' if recovered else 'failed: ' + error}")
+               f"{'done' if recovered else 'failed: ' + error}; {marking}")
 
 
 FAULTS: dict[str, Callable[[Services], Fault | None]] = {
@@ -982,6 +1055,8 @@ def run_faults(names: list[str], root: Path, echo: Callable[[str], None] = print
     services = Services(root, api_url).start()
     rows: list[Fault] = []
     try:
+        if error := services.mark_zombies():
+            echo(f"the zombie automation was not created ({error}): killed runs stay Running")
         for name in names:
             try:
                 fault = FAULTS[name](services)

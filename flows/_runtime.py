@@ -80,24 +80,28 @@ RECORDER_BATCH = 100
 
 @contextmanager
 def in_process_runs() -> Iterator[None]:
-    """For flow runs started in the block, in this process and awaited by it: no heartbeats,
-    one API client for all of them, and, when there is no ``PREFECT_API_URL``, a temporary
-    server that records task runs in batches.
+    """For flow runs started in the block, in this process and awaited by it: one API client
+    for all of them; with ``PREFECT_API_URL``, a heartbeat every ``HEARTBEAT_S``; without it,
+    no heartbeats and a temporary server that records task runs in batches.
 
-    Prefect's heartbeat thread sleeps in whole seconds and every flow run joins it on exit,
-    so each run (a subflow too) took up to a second longer: an empty flow 1.1 s instead of
-    0.16 s. Heartbeats let the server notice a run whose process died; here the process
-    that waits for the run is the one that would die. Deployment runs keep them. Without a
-    client in context every run (and every API call made outside one, like
-    ``tag_flow_run``'s) builds its own, TLS context included: 0.16 s became 0.09 s. The
-    temporary server wrote each task run event in its own SQLite transaction, ~25 ms of
-    CPU per task run on the 2 cores the models use; in batches of ``RECORDER_BATCH`` (or
-    every 5 s, and when it stops) it spends a third of that.
+    Heartbeats let a long-lived server mark a run whose process died Crashed
+    (``flows.zombies``), so runs reported to one send them at the interval its automation
+    expects. The temporary server dies with this process, and no one watches its runs, so
+    there they are off: Prefect's heartbeat thread sleeps in whole seconds and every flow run
+    joins it on exit, so each run (a subflow too) took up to a second longer (an empty flow
+    1.1 s instead of 0.16 s). Without a client in context every run (and every API call made
+    outside one, like ``tag_flow_run``'s) builds its own, TLS context included: 0.16 s became
+    0.09 s. The temporary server wrote each task run event in its own SQLite transaction,
+    ~25 ms of CPU per task run on the 2 cores the models use; in batches of
+    ``RECORDER_BATCH`` (or every 5 s, and when it stops) it spends a third of that.
     """
     from prefect.context import SyncClientContext
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    from flows.zombies import HEARTBEAT_S
+
+    heartbeat = HEARTBEAT_S if PREFECT_API_URL.value() else None
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: heartbeat}
     if "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE" not in os.environ:
         # passed on to the temporary server this process starts (if it starts one)
         updates["server.services.task_run_recorder.batch_size"] = RECORDER_BATCH

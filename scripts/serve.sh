@@ -20,6 +20,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_LOGGING_LEVEL=${SERVE_LOGGING_LEVEL:-INFO}  # flow-run logs in the UI
 export PREFECT_API_URL="http://127.0.0.1:${PREFECT_PORT}/api"
 export PREFECT_UI_API_URL="$PREFECT_API_URL"
+# Every flow run started from here beats every 30 s, as the zombie automation expects (prefect.yaml
+# sets the same for its deployments, whichever worker runs them).
+export PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30
 # Settings and credentials reach the worker's flow runs through this environment only.
 export FMP_STORAGE_URL=${FMP_STORAGE_URL:-s3://fmp/streams}
 export FMP_S3_ENDPOINT_URL=${FMP_S3_ENDPOINT_URL:-http://127.0.0.1:${S3_PORT}}
@@ -87,6 +90,9 @@ wait_http "${PREFECT_API_URL}/health" 120 "the Prefect server"
 "$BIN/prefect" gcl inspect fmp-store-writer >/dev/null 2>&1 \
   || "$BIN/prefect" gcl create fmp-store-writer --limit 1 >>"$LOGS/setup.log"
 "$BIN/prefect" --no-prompt deploy --all >>"$LOGS/setup.log"
+# A run whose process dies (a killed worker, a killed fmp command) is marked Crashed by the server
+# at most 130 s after it died (flows/zombies.py); the automation is created once, kept if it exists.
+"$BIN/python" -m flows.zombies >>"$LOGS/setup.log"
 for stream in $SERVE_STREAMS; do
   "$BIN/fmp" stream publish "$stream" --create-bucket
 done
