@@ -34,9 +34,9 @@ from modules.executor import GroupRequest, GroupResult, RoundRunner
 from modules.interpreter import Interpreter, Limits
 from modules.program import Program
 from modules.registry import Registry
+from modules.stored_calls import CallKey as CallKey
+from modules.stored_calls import call_key as call_key
 
-#: A call's cache key: (backend, function, args, image shape or None, pixel digest).
-CallKey = tuple[str, str, tuple[str, ...], tuple[int, ...] | None, bytes]
 #: A run's (FLOPs, params, wall ms, price).
 Totals = tuple[float, float, float, float]
 #: Where a replay stopped: ("done", answer, totals), ("fork", site, totals) or ("need", backend, call).
@@ -54,14 +54,6 @@ class Answered:
     def reused(self) -> Answered:
         """The same answer, marked as served from the cache."""
         return replace(self, output=replace(self.output, usage=replace(self.output.usage, cached=True)))
-
-
-def call_key(backend: str, call: Call) -> CallKey:
-    img = call.image
-    if img is None:
-        return backend, call.function, call.args, None, b""
-    pix = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
-    return backend, call.function, call.args, img.shape, pix
 
 
 @dataclass

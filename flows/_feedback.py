@@ -24,10 +24,11 @@ from flows.settings import Settings
 from modules.images import decode_image
 from modules.program import Program
 from modules.registry import Registry
+from policies.audit_calls import load_calls, write_calls
 from policies.learning import audit, learn
 from policies.specs import policy_spec
 from policy_store.answers import normalise_label
-from policy_store.records import CallSiteInfo, IngestBatch, IngestSummary, PolicyVersion
+from policy_store.records import CallSiteInfo, IngestBatch, IngestSummary, LearningStep, PolicyVersion
 from policy_store.store import PolicyStore
 from storage import batches, layout
 from storage.base import ObjectStore
@@ -167,7 +168,10 @@ def _audit(settings: Settings, store: ObjectStore, registry: Registry, db: Polic
            labels: dict[str, bool | str], latest: PolicyVersion | None) -> int:
     """The ``confirmed`` policy's learning: audits replayed with the real backends (items'
     images read from the store as a batch run reads them), charged to the policy in the
-    ledger in the same transaction that saves the new pins."""
+    ledger in the same transaction that saves the new pins. Calls earlier feedback runs
+    computed are answered from the store (``policies.audit_calls``): free when charged then,
+    charged now when their run never saved its version. This run's charged calls are written
+    before its version is saved."""
     manifests: dict[str, dict[str, ManifestItem]] = {}
 
     def image(b: str, item_id: str) -> np.ndarray:
@@ -175,14 +179,19 @@ def _audit(settings: Settings, store: ObjectStore, registry: Registry, db: Polic
             manifests[b] = {m.item_id: m for m in batches.read_manifest(store, stream, b).records}
         return decode_image(batches.read_image(store, stream, b, manifests[b][item_id]))
 
+    kept = load_calls(store, registry, stream, policy, db.learning_steps(stream, policy))
     done = audit(registry, program, policy, latest, settings.lam, settings.seed, answer_type, batch,
-                 rows, labels, image)
+                 rows, labels, image, kept)
+    parent = latest.version if latest else None
+    step = LearningStep(parent, batch, frozenset((item, seq) for item, (seq, _) in pending.items()))
+    write_calls(store, registry, stream, policy, step, done.calls)
     flops = sum(d.flops for _, _, d in done.charges)
     note = (f"audited from {batch}: {len(pending)} labels, {done.audited} items audited so far, "
-            f"{done.replays} replays ({flops / 1e9:.3f} GFLOPs charged)")
+            f"{done.replays} replays ({flops / 1e9:.3f} GFLOPs charged, {done.reused} calls of "
+            f"{done.reused_flops / 1e9:.3f} GFLOPs reused from earlier feedback runs)")
     return db.save_learned_version(
         stream, policy, done.pinned.learner.name, done.pinned.config.model_dump_json(),
-        done.pinned.learner.to_bytes(), parent=latest.version if latest else None, note=note,
+        done.pinned.learner.to_bytes(), parent=parent, note=note,
         batch=batch, labels=[(item, seq) for item, (seq, _) in pending.items()],
         charges=done.charges)
 

@@ -7,14 +7,15 @@ a call-site id of their own so they never collide with the item's own run:
 
 - ``{site}+confirm``: the confirmation's calls, in the item's row of ``results.jsonl`` (the
   item's answer is the confirmation's);
-- ``{site}+audit[{backend}]``: the audits' calls, written by the feedback flow
-  (``PolicyStore.charge_decisions``), summed per (item, call site, backend) over every feedback
-  run that replayed the item.
+- ``{site}+audit[{backend}]``: the audits' calls, written by the feedback flow with the
+  version it saves (``PolicyStore.save_learned_version``), summed per (item, call site,
+  backend) over every feedback run that replayed the item. A call an earlier feedback run
+  computed and charged is answered from its kept output (``policies.audit_calls``) and not
+  charged again.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +36,8 @@ from modules.executor import (
 )
 from modules.program import CallSite, Program
 from modules.registry import Registry
+from modules.stored_calls import CallKey, call_key
+from policies.audit_calls import KeptCall
 from policy_store.learners.base import Learner
 from policy_store.learners.confirmed import ConfirmedLearner, largest
 from policy_store.records import AUDIT_SUFFIX
@@ -108,20 +111,17 @@ def known_runs(row: ResultRow, pins: dict[str, str], fallback: dict[str, str]
             (dict(fallback), row.answer, sum(d.flops for d in again))]
 
 
-def _call_key(backend: str, call: Call) -> tuple[Any, ...]:
-    img = call.image
-    digest = b"" if img is None else hashlib.blake2b(np.ascontiguousarray(img).tobytes(),
-                                                      digest_size=16).digest()
-    return backend, call.function, call.args, None if img is None else img.shape, digest
-
-
 @dataclass
 class Replayer:
     """Runs items of one feedback run under fixed configurations with the real backends.
 
     A call made once in this run (same backend, function, arguments and pixels) is answered
-    again from memory and charged once; ``charged`` holds, per item and call site, what was
-    computed for it (``DecisionRecord``s, to go to the ledger as ``{site}+audit[{backend}]``).
+    again from memory and charged once. A call in ``kept`` (earlier feedback runs', see
+    ``policies.audit_calls``) is not computed again: free when the ledger charged it then
+    (``reused`` counts those), charged now when it never was. ``charged`` holds, per item and
+    call site, what this run charges for it (``DecisionRecord``s, to go to the ledger as
+    ``{site}+audit[{backend}]``); ``computed``, the calls behind those charges (output, wall
+    ms), to keep for later runs.
     """
 
     registry: Registry
@@ -129,9 +129,13 @@ class Replayer:
     answer_type: str
     image: Callable[[str], np.ndarray]  # item -> its pixels
     features: dict[str, np.ndarray] = field(default_factory=dict)
-    memo: dict[tuple[Any, ...], Output] = field(default_factory=dict)
+    kept: dict[CallKey, KeptCall] = field(default_factory=dict)
+    memo: dict[CallKey, Output] = field(default_factory=dict)
     charged: dict[str, dict[str, DecisionRecord]] = field(default_factory=dict)
+    computed: dict[CallKey, tuple[Output, float]] = field(default_factory=dict)
     runs: int = 0
+    reused: int = 0
+    reused_flops: float = 0.0
 
     def __call__(self, item: str, config: dict[str, str]) -> tuple[Any, float]:
         """Item ``item`` under ``config``: (its answer, None when it failed; FLOPs of all calls)."""
@@ -140,15 +144,30 @@ class Replayer:
         def run_round(requests: list[GroupRequest]) -> list[GroupResult]:
             out = []
             for req in requests:
-                keys = [_call_key(req.backend, c) for c in req.calls]
-                todo = [c for c, k in zip(req.calls, keys, strict=True) if k not in self.memo]
+                keys = [call_key(req.backend, c) for c in req.calls]
+                todo: dict[CallKey, Call] = {}
+                for call, key in zip(req.calls, keys, strict=True):
+                    if key in self.memo or key in todo:
+                        continue
+                    kept = self.kept.get(key)
+                    if kept is None:
+                        todo[key] = call
+                        continue
+                    self.memo[key] = kept.output
+                    if kept.charged:
+                        self.reused += 1
+                        self.reused_flops += kept.output.usage.flops
+                    else:  # computed by a run that never committed: charged now
+                        self.computed[key] = (kept.output, kept.wall_ms)
+                        fresh.append((req.call_site, req.function, req.backend, kept.output, kept.wall_ms))
                 wall = 0.0
                 if todo:
                     got = answer_group(self.registry, GroupRequest(req.call_site, req.function,
-                                                                   req.backend, todo))
+                                                                   req.backend, list(todo.values())))
                     wall = got.wall_ms / len(todo)
-                    for call, output in zip(todo, got.outputs, strict=True):
-                        self.memo[_call_key(req.backend, call)] = output
+                    for key, output in zip(todo, got.outputs, strict=True):
+                        self.memo[key] = output
+                        self.computed[key] = (output, wall)
                         fresh.append((req.call_site, req.function, req.backend, output, wall))
                 out.append(GroupResult([self.memo[k] for k in keys], wall * len(todo)))
             return out

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
+from modules.backends.base import Output
 from modules.program import Program
 from modules.registry import Registry
+from modules.stored_calls import CallKey
+from policies.audit_calls import KeptCall
 from policies.audits import Replayer, known_runs
 from policies.costs import monolithic_flops
 from policies.pinned import PinnedPolicy, pin
@@ -52,22 +55,29 @@ def learn(registry: Registry, program: Program, policy: str, latest: PolicyVersi
 @dataclass(frozen=True)
 class Audited:
     """What one audit step did: the updated policy, the items audited so far, the item replays
-    run now, and their calls (batch, item_id, decision) to charge to the policy."""
+    run now, their calls (batch, item_id, decision) to charge to the policy, the charged calls
+    themselves (key -> (output, wall ms), to keep for later steps), and how many calls (and
+    FLOPs) earlier steps had computed and charged, reused now for free."""
 
     pinned: PinnedPolicy
     audited: int
     replays: int
     charges: list[tuple[str, str, DecisionRecord]]
+    calls: dict[CallKey, tuple[Output, float]] = field(default_factory=dict)
+    reused: int = 0
+    reused_flops: float = 0.0
 
 
 def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersion | None,
           lam: float, seed: int, answer_type: Literal["bool", "str"], batch: str,
           rows: list[ResultRow], labels: dict[str, bool | str],
-          image: Callable[[str, str], np.ndarray]) -> Audited:
+          image: Callable[[str, str], np.ndarray], kept: dict[CallKey, KeptCall] | None = None
+          ) -> Audited:
     """The ``confirmed`` policy's learning step on one batch's new labels: admit the labelled
     items by stratum, replay the audited ones (this batch's and earlier ones') under the
     configurations the descent tries, with the real backends (``image(batch, item_id)`` gives
-    an item's pixels), and repin. Items are keyed ``batch/item_id`` in the learner."""
+    an item's pixels; ``kept``: calls earlier steps computed, ``policies.audit_calls``), and
+    repin. Items are keyed ``batch/item_id`` in the learner."""
     pinned = pin(registry, program, policy, latest, lam, seed)
     learner = pinned.learner
     if not isinstance(learner, ConfirmedLearner):
@@ -78,7 +88,8 @@ def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersi
         return image(b, item)
 
     replayer = Replayer(registry, program, answer_type, pixels,
-                        {f"{batch}/{r.item_id}": np.asarray(r.features, dtype=np.float64) for r in rows})
+                        {f"{batch}/{r.item_id}": np.asarray(r.features, dtype=np.float64) for r in rows},
+                        kept=kept or {})
     arrived = [(f"{batch}/{r.item_id}", labels[r.item_id], r.answer) for r in rows if r.item_id in labels]
     own = {f"{batch}/{r.item_id}": known_runs(r, learner.pins, learner.fallback) for r in rows}
     learner.audit(answer_type, arrived, replayer, monolithic_flops(registry), own)
@@ -87,4 +98,4 @@ def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersi
         b, item = key.split("/", 1)
         charges += [(b, item, d) for d in ds]
     return Audited(replace(pinned, config=learner.config), len(learner.book.weights), replayer.runs,
-                   charges)
+                   charges, replayer.computed, replayer.reused, replayer.reused_flops)

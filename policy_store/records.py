@@ -52,6 +52,17 @@ class PolicyVersion:
 
 
 @dataclass(frozen=True)
+class LearningStep:
+    """What one saved version learned from labels: the version it was saved on (``parent``),
+    the batch, and the label versions (item_id, seq) it was trained on. A label version is
+    learned once per (stream, policy), so a step names at most one saved version."""
+
+    parent: int | None
+    batch: str
+    labels: frozenset[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class IngestBatch:
     """A policy's results for one batch (its ``results.jsonl`` rows) plus the batch's labels
     (item_id -> answer).

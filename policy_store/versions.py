@@ -13,7 +13,7 @@ from policy_store import schema
 from policy_store.bulk import bulk_insert
 from policy_store.errors import AlreadyLearnedError, UnknownVersionError
 from policy_store.lake import claim
-from policy_store.records import PolicyVersion
+from policy_store.records import LearningStep, PolicyVersion
 from storage.records import DecisionRecord
 
 T = TypeVar("T")
@@ -82,6 +82,19 @@ class VersionsMixin:
         """All versions of (stream, policy), oldest first."""
         stmt = _select(stream, policy).order_by(_V.c.version)
         return [_version(r) for r in self._run(lambda conn: conn.execute(stmt).all())]
+
+    def learning_steps(self, stream: str, policy: str) -> set[LearningStep]:
+        """Every saved version's learning from labels (versions that learned no label version,
+        such as a rollback, are not steps)."""
+        ll = schema.learned_labels
+        stmt = sa.select(_V.c.version, _V.c.parent, ll.c.batch, ll.c.item_id, ll.c.seq).join(
+            ll, sa.and_(ll.c.stream == _V.c.stream, ll.c.policy == _V.c.policy,
+                        ll.c.version == _V.c.version)).where(_V.c.stream == stream, _V.c.policy == policy)
+        steps: dict[int, tuple[int | None, str, set[tuple[str, int]]]] = {}
+        for r in self._run(lambda conn: conn.execute(stmt).all()):
+            steps.setdefault(int(r.version), (r.parent, r.batch, set()))[2].add((r.item_id, int(r.seq)))
+        return {LearningStep(None if parent is None else int(parent), batch, frozenset(labels))
+                for parent, batch, labels in steps.values()}
 
     def save_version(
         self, stream: str, policy: str, learner: str, config_json: str, params: bytes,

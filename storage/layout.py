@@ -6,6 +6,7 @@ streams/<stream>/batches/<batch>/manifest.jsonl           ManifestItem lines (LA
 streams/<stream>/feedback/<batch>/labels.jsonl            Label lines
 streams/<stream>/results/<policy>/<batch>/results.jsonl   ResultRow lines (data first)
 streams/<stream>/results/<policy>/<batch>/_SUCCESS        BatchResultsMarker (LAST)
+streams/<stream>/audits/<policy>/<batch>/<step>.jsonl     calls an audit computed (one per feedback run)
 registry/streams/<stream>.json                            StreamEntry (the stream registry)
 policies/...                                              reserved
 """
@@ -112,6 +113,17 @@ def results_key(stream: str, policy: str, batch: str) -> str:
 def success_key(stream: str, policy: str, batch: str) -> str:
     """``streams/<stream>/results/<policy>/<batch>/_SUCCESS``."""
     return f"{policy_results_prefix(stream, policy)}{check_id('batch', batch)}/{SUCCESS}"
+
+
+def audit_calls_prefix(stream: str, policy: str) -> str:
+    """``streams/<stream>/audits/<policy>/``."""
+    return f"{stream_prefix(stream)}audits/{check_id('policy', policy)}/"
+
+
+def audit_calls_key(stream: str, policy: str, batch: str, step: str) -> str:
+    """``streams/<stream>/audits/<policy>/<batch>/<step>.jsonl``: the calls the ``confirmed``
+    policy's audits computed in the feedback run (``step``) that learned from ``batch``."""
+    return f"{audit_calls_prefix(stream, policy)}{check_id('batch', batch)}/{check_id('step', step)}.jsonl"
 
 
 #: Prefix of the stream registry: one small object per stream, so discovery and feedback find

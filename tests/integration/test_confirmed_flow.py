@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import QUERIES
-from storage import batches
+from storage import batches, layout
 from storage.url import open_store
 
 pytestmark = pytest.mark.integration
@@ -73,6 +73,12 @@ def test_confirmed_confirms_yes_answers_and_charges_its_audits(prefect_harness, 
     _, dupes = db.query("SELECT batch, item_id, call_site, COUNT(*) FROM decisions "
                         "GROUP BY ALL HAVING COUNT(*) > 1")
     assert dupes == []
+
+    # every audit call charged is kept in the store for later feedback runs, once
+    kept = [json.loads(line) for key in store.list(layout.audit_calls_prefix("c1", "confirmed"))
+            for line in store.get(key).splitlines()[1:]]
+    _, [(audit_calls,)] = db.query("SELECT SUM(calls) FROM decisions WHERE call_site LIKE '%+audit[%'")
+    assert sum(len(block["calls"]) for block in kept) == audit_calls
 
     # feedback again: nothing pending, the audits are not charged twice
     assert ingest_feedback(stream="c1", batch=None, policy="confirmed", **env) == []

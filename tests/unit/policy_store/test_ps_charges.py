@@ -54,3 +54,20 @@ def test_audit_charges_are_summed_and_survive_a_reingest(store: PolicyStore) -> 
     assert _flops(store) == got
     _, [(flops,)] = store.query("SELECT flops FROM ledger_by_batch")
     assert flops == pytest.approx(2 * 1100.0 + 47.0)
+
+
+def test_learning_steps_name_each_saved_version_by_parent_batch_and_label_versions(store: PolicyStore) -> None:
+    from policy_store.records import LearningStep
+
+    store.ingest_batch(_batch({"a": True, "b": False}))
+    assert store.learning_steps("s1", "confirmed") == set()
+    v1 = store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", None, "n", "b1", [("a", 1)])
+    v2 = store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", v1, "n", "b1",
+                                    [("b", 1), ("a", 2)])
+    store.rollback("s1", "confirmed", v1)  # learns no label: not a step
+    with pytest.raises(AlreadyLearnedError):  # a failed save is no step either
+        store.save_learned_version("s1", "confirmed", "confirmed", "{}", b"", v2, "n", "b1", [("b", 1)])
+    assert store.learning_steps("s1", "confirmed") == {
+        LearningStep(None, "b1", frozenset({("a", 1)})),
+        LearningStep(v1, "b1", frozenset({("b", 1), ("a", 2)}))}
+    assert store.learning_steps("s1", "learned") == set()

@@ -15,6 +15,8 @@ def test_keys_follow_the_contract_layout() -> None:
     assert layout.results_key("s1", "p1", "b1") == "streams/s1/results/p1/b1/results.jsonl"
     assert layout.success_key("s1", "p1", "b1") == "streams/s1/results/p1/b1/_SUCCESS"
     assert layout.image_relative("000017") == "images/000017.png"
+    assert layout.audit_calls_prefix("s1", "p1") == "streams/s1/audits/p1/"
+    assert layout.audit_calls_key("s1", "p1", "b1", "v3-0a1b") == "streams/s1/audits/p1/b1/v3-0a1b.jsonl"
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "x" * 65, "é"])
@@ -25,6 +27,8 @@ def test_bad_ids_are_rejected_naming_the_kind(bad: str) -> None:
         layout.stream_info_key(bad)
     with pytest.raises(StoreConfigError, match=r"^bad policy id"):
         layout.success_key("s1", bad, "b1")
+    with pytest.raises(StoreConfigError, match=r"^bad step id"):
+        layout.audit_calls_key("s1", "p1", "b1", bad)
 
 
 def test_image_key_rejects_escaping_relative_keys() -> None:
