@@ -771,6 +771,8 @@ def moto(ws: Workspace, port: int) -> Iterator[tuple[subprocess.Popen[str], int,
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=15)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def killed_moto(services: Services) -> Fault:

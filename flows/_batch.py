@@ -180,7 +180,12 @@ def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: st
 
 
 def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersion | None:
-    """Read (never write) the latest policy version; none before the first feedback."""
+    """Read (never write) the latest policy version; none before the first feedback. A DuckLake
+    store (``FMP_STORE_URL``) is read there, attached read-write: a read-only attach fails on a
+    catalog no store has opened yet."""
+    if settings.policy_store_url:
+        db = PolicyStore(settings.policy_store_url, lock_timeout_s=settings.lock_timeout_s)
+        return db.latest_version(stream, policy) if db.initialised() else None
     if not settings.database.exists():
         return None
     db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s, read_only=True)
