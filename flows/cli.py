@@ -306,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     pub = add("publish", _stream_publish, "publish a demo query's stream: batches, then labels",
               into=stream)
     from benchmarks.queries import QUERIES
-    from policies.specs import POLICIES
+    from policies.specs import DEFAULT_POLICY, POLICIES
 
     pub.add_argument("query", metavar="QUERY",  # checked in _stream_publish: one line, valid ids listed
                      help=f"a demo query id, one of: {', '.join(sorted(QUERIES))}")
@@ -325,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--batch", default=None,
                        help="one batch id (default: the oldest unprocessed batch; --all: every one)"
                        if name == "run-batch" else "one batch id (default: every pending batch)")
-        p.add_argument("--policy", default="learned", choices=sorted(POLICIES),
+        p.add_argument("--policy", default=DEFAULT_POLICY, choices=sorted(POLICIES),
                        help="the policy that routes the call sites")
         if name == "run-batch":
             p.add_argument("--all", action="store_true", help="every unprocessed batch, in order")
@@ -341,7 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("version", type=int, help="the version to copy (see `fmp policy show`)")
     for p in (show, rollback):
         p.add_argument("stream", help="the stream id")
-        p.add_argument("--policy", default="learned", choices=sorted(POLICIES), help="the policy")
+        p.add_argument("--policy", default=DEFAULT_POLICY, choices=sorted(POLICIES), help="the policy")
         p.set_defaults(runs_flows=False)
     ev = add("evaluate", _evaluate, "compare policies: the savings table of the current ledger, "
                                     "or with --benchmark ... the benchmark harness (benchmarks.evaluate)")

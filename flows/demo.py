@@ -24,7 +24,7 @@ from flows.stream_batch import stream_batch
 from policies.specs import FIXED_LEARNERS, policy_spec
 from policy_store.report import PolicyTable, format_table, policy_table, write_report
 
-DEMO_POLICIES = ("learned", "cheapest", "largest", "monolithic")
+DEMO_POLICIES = ("confirmed", "learned", "cheapest", "largest", "monolithic")
 
 
 def _run_name() -> str:

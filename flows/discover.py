@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 
 from flows._runtime import settings_for, store_for
 from flows.runs import run_tags, tag_flow_run
+from policies.specs import DEFAULT_POLICY
 from storage import batches
 from storage.registry import registered_streams
 
@@ -46,7 +47,7 @@ def new_batches(stream: str, policy: str, storage_url: str | None = None) -> lis
 
 
 @flow(name="discover_batches", flow_run_name=_run_name, log_prints=False)
-def discover_batches(stream: str | None = None, policy: str = "learned", max_runs: int = 10,
+def discover_batches(stream: str | None = None, policy: str = DEFAULT_POLICY, max_runs: int = 10,
                      deployment: str = STREAM_BATCH_DEPLOYMENT,
                      storage_url: str | None = None) -> list[str]:
     """Start a stream_batch run for each new batch of a stream, or of every registered stream.

@@ -25,6 +25,7 @@ from flows.locks import store_writer
 from flows.report_html import publish_trend_artifact
 from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
 from policies.costs import register_costs
+from policies.specs import DEFAULT_POLICY
 from storage import batches
 from storage.errors import StorageError
 from storage.faultpoints import fault_point
@@ -36,7 +37,7 @@ def _run_name() -> str:
 
 
 @flow(name="ingest_feedback", flow_run_name=_run_name, log_prints=False)
-def ingest_feedback(stream: str, batch: str | None = None, policy: str = "learned",
+def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest one batch, or every batch whose results or labels changed or are unlearned.
 

@@ -11,6 +11,7 @@ from flows.artifacts import publish_batch_artifact
 from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
 from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
+from policies.specs import DEFAULT_POLICY
 from storage import batches
 
 
@@ -20,7 +21,7 @@ def _run_name() -> str:
 
 
 @flow(name="stream_batch", flow_run_name=_run_name, log_prints=False)
-def stream_batch(stream: str, batch: str | None = None, policy: str = "learned",
+def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                  storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
     """Answer every item of a batch and write answers, decisions and costs to storage.
 

@@ -28,10 +28,10 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec("learned", "thompson",
                    options={"escalation_prior": 0.5, "prior_var": 0.05, "explore": 0.5}),
         # call-site cascades: run cheap, re-issue one rung up while the answer is not trusted
-        # (not the default; benchmarks/README.md has its measurements)
+        # (benchmarks/README.md has its measurements)
         PolicySpec("cascade", "cascade"),
-        # a static configuration searched by audits of labelled items, every "yes" confirmed on
-        # the largest backends (not the default; benchmarks/README.md, row `confirmed`)
+        # the default: a static configuration searched by audits of labelled items, every "yes"
+        # confirmed on the largest backends (benchmarks/README.md, `fmp` = `confirmed`)
         PolicySpec("confirmed", "confirmed", options={"audit_start": 0.5}),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
@@ -39,6 +39,10 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec("monolithic", "largest", program="monolithic"),
     )
 }
+
+#: The policy every flow, deployment and command runs unless told otherwise: the benchmarks'
+#: recommended learner (``fmp`` in ``python -m benchmarks.evaluate``).
+DEFAULT_POLICY = "confirmed"
 
 #: Learners whose choices never change with feedback (their labels can be ingested once).
 FIXED_LEARNERS = frozenset({"cheapest", "largest", "fixed", "random"})

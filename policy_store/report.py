@@ -86,7 +86,7 @@ def _number(value: float | None, spec: str, width: int) -> str:
 
 def format_table(table: PolicyTable) -> str:
     """A fixed-width text table, policies in a stable order, under a line saying which items."""
-    order = ["learned", "cheapest", "largest", "random", "monolithic"]
+    order = ["confirmed", "learned", "cheapest", "largest", "random", "monolithic"]
     names = [p for p in order if p in table] + sorted(set(table) - set(order))
     lines = [comparison_line(table),
              f"{'policy':<12}{'items':>7}{'accuracy':>10}{'F1':>8}{'GFLOPs':>11}"

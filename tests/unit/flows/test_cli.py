@@ -119,23 +119,23 @@ def test_unknown_query_and_bucket_flag_on_a_folder_are_one_line_errors(
 
 def test_policy_show_lists_versions_and_rollback_adds_one(
         db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--db", str(db), "policy", "show", "s1"]) == 0
+    assert main(["--db", str(db), "policy", "show", "s1", "--policy", "learned"]) == 0
     out = _lines(capsys.readouterr().out)
     assert out[0].split() == ["version", "parent", "learner", "created_at", "learned_batch", "note"]
     assert [line.split()[:3] for line in out[2:4]] == [["1", "NULL", "thompson"], ["2", "1", "thompson"]]
     assert out[2].endswith("b0000          learned from b0000") and out[4] == "(2 rows)"
-    assert main(["--db", str(db), "policy", "rollback", "1", "s1"]) == 0
+    assert main(["--db", str(db), "policy", "rollback", "1", "s1", "--policy", "learned"]) == 0
     assert capsys.readouterr().out == ("s1/learned: saved v3 as a copy of v1; the next batch runs "
                                        "with it\n")
     assert PolicyStore(db).get_version("s1", "learned", 3).params == b"v1"
-    assert main(["--db", str(db), "policy", "rollback", "9", "s1"]) == 1
+    assert main(["--db", str(db), "policy", "rollback", "9", "s1", "--policy", "learned"]) == 1
     assert capsys.readouterr().err == ("fmp policy: error: stream 's1', policy 'learned' has no "
                                        "version 9; known versions: v1, v2, v3\n")
 
 
 def test_policy_show_without_versions(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--db", str(db), "policy", "show", "other"]) == 0
-    assert capsys.readouterr().out == ("other/learned: no policy version yet (the prior routes "
+    assert main(["--db", str(db), "policy", "show", "other"]) == 0  # the default policy
+    assert capsys.readouterr().out == ("other/confirmed: no policy version yet (the prior routes "
                                        "until the first feedback)\n")
 
 
