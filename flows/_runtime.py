@@ -67,6 +67,20 @@ def policy_store_at(settings: Settings) -> PolicyStore:
     return PolicyStore(settings.policy_store, lock_timeout_s=settings.lock_timeout_s)
 
 
+def ledger_reader(settings: Settings, lock_timeout_s: float | None = None) -> PolicyStore:
+    """A read-only store on the ledger for commands that only read it (``fmp ledger``, ``fmp
+    policy show``, ``fmp report``, ``fmp evaluate``): the DuckLake store when ``FMP_STORE_URL``
+    names one, else the DuckDB file (a clear error when there is none yet). Read only: any
+    number of readers may share the file while no writer holds it."""
+    timeout = lock_timeout_s or settings.lock_timeout_s
+    if settings.policy_store_url:
+        return PolicyStore(settings.policy_store_url, lock_timeout_s=timeout, read_only=True)
+    if not settings.database.exists():
+        raise FileNotFoundError(f"no ledger at {settings.database}; run `fmp feedback STREAM` "
+                                "(or `fmp demo`) first, or pass --db")
+    return PolicyStore(settings.database, lock_timeout_s=timeout, read_only=True)
+
+
 def policy_store_for(settings: Settings) -> PolicyStore:
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     db = PolicyStore(settings.policy_store, lock_timeout_s=settings.lock_timeout_s)

@@ -147,16 +147,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 # --- the ledger and policies ----------------------------------------------------------------------
 
 def _reader(args: argparse.Namespace) -> PolicyStore:
-    """A read-only store on the ledger file; a clear error when there is none yet."""
-    from policy_store.store import PolicyStore
+    """A read-only store on the ledger (the lake when ``FMP_STORE_URL`` names one); a clear
+    error when there is none yet."""
+    from flows._runtime import ledger_reader
 
-    settings = settings_for(db_path=args.db)
-    if not settings.database.exists():
-        raise FileNotFoundError(f"no ledger at {settings.database}; run `fmp feedback STREAM` "
-                                "(or `fmp demo`) first, or pass --db")
-    timeout = getattr(args, "lock_timeout", None) or settings.lock_timeout_s
-    # read only: any number of readers may share the file while no writer holds it
-    return PolicyStore(settings.database, lock_timeout_s=timeout, read_only=True)
+    return ledger_reader(settings_for(db_path=args.db), getattr(args, "lock_timeout", None))
 
 
 def _ledger(args: argparse.Namespace) -> int:

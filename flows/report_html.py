@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from flows._runtime import settings_for
+from flows._runtime import ledger_reader, settings_for
 from flows.artifacts import artifact_key, flops_text, money_text, percent_text
 from policy_store.charts import Trend, TrendPoint, ledger_streams, stream_trends
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from policy_store.store import PolicyStore
 
 #: Line colours per policy (others take the spare ones in name order).
-COLOURS = {"confirmed": "#d62728", "learned": "#1f77b4", "cheapest": "#2ca02c", "largest": "#ff7f0e", "monolithic": "#7f7f7f",
-           "random": "#9467bd"}
+COLOURS = {"confirmed": "#d62728", "learned": "#1f77b4", "cheapest": "#2ca02c", "largest": "#ff7f0e",
+           "monolithic": "#7f7f7f", "random": "#9467bd"}
 _SPARE = ("#8c564b", "#e377c2", "#17becf", "#bcbd22")
 PANEL_W, PANEL_H = 320, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 52, 24, 28, 46  # margins inside a panel
@@ -292,13 +292,8 @@ def publish_trend_artifact(db: PolicyStore, stream: str, policy: str) -> UUID | 
 def report_command(args: argparse.Namespace) -> int:
     """``fmp report STREAM [--html FILE]``: the per-batch numbers, and the page with the chart."""
     from flows.cli import format_rows
-    from policy_store.store import PolicyStore
 
-    settings = settings_for(db_path=args.db)
-    if not settings.database.exists():
-        raise FileNotFoundError(f"no ledger at {settings.database}; run `fmp feedback STREAM` "
-                                "(or `fmp demo`) first, or pass --db")
-    db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s, read_only=True)
+    db = ledger_reader(settings_for(db_path=args.db))
     trends = stream_trends(db, args.stream, args.policy or None)
     if not trends:
         if args.policy and stream_trends(db, args.stream):
