@@ -15,6 +15,7 @@ from PIL import Image
 from benchmarks.faults import (
     CORRUPTIONS,
     FAULTS,
+    POLICY,
     Fault,
     Workspace,
     bomb_png,
@@ -22,6 +23,7 @@ from benchmarks.faults import (
     format_row,
     run_faults,
 )
+from policies.specs import DEFAULT_POLICY
 from storage import batches
 from storage.records import Label, ManifestItem
 
@@ -47,6 +49,10 @@ def test_a_feedback_run_killed_inside_the_writer_block_loses_and_doubles_nothing
     assert (fault.lost, fault.doubled, fault.recovered) == (0, 0, True), format_row(fault)
     assert "(reclaimed the slot)" in fault.message
     assert fault.recover_s < 60
+
+
+def test_the_faults_run_the_flows_default_policy() -> None:
+    assert POLICY == DEFAULT_POLICY
 
 
 def test_the_counts_see_missing_rows(tmp_path: Path) -> None:
