@@ -41,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -107,9 +108,25 @@ def postgres_bin() -> Path | None:
     return None
 
 
+def reachable_by(user: str, path: Path) -> bool:
+    """Whether ``user`` may walk down to ``path``: every existing folder above it is owned by
+    ``user`` or lets others search it (o+x)."""
+    uid = pwd.getpwnam(user).pw_uid
+    for folder in path.resolve().parents:
+        st = folder.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            return False
+    return True
+
+
 class Postgres:
     """A throwaway Postgres cluster in ``root`` on a free loopback port (trust auth, user fmp,
-    fsync off), its postmaster a child of this process that stops when this process ends."""
+    fsync off), its postmaster a child of this process that stops when this process ends.
+
+    Run as root, the cluster runs as ``nobody`` (Postgres refuses root); when ``nobody`` cannot
+    reach ``root`` (a checkout under a private folder, e.g. ``mktemp -d`` or a home of mode
+    700) the data folder goes to a fresh folder under the system's temporary folder instead,
+    removed at ``stop``."""
 
     def __init__(self, root: Path) -> None:
         found = postgres_bin()
@@ -121,6 +138,7 @@ class Postgres:
         self.port = free_port()
         self.user = "nobody" if os.geteuid() == 0 else None  # postgres refuses to run as root
         self._proc: subprocess.Popen[bytes] | None = None
+        self._temporary: Path | None = None
 
     def _run(self, *argv: str) -> str:
         done = subprocess.run([str(self.bin / argv[0]), *argv[1:]], capture_output=True, text=True,
@@ -131,6 +149,8 @@ class Postgres:
 
     def start(self) -> Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.user and not reachable_by(self.user, self.root):
+            self._temporary = self.root = Path(tempfile.mkdtemp(prefix="fmp-cluster-pg-"))
         if self.user:
             os.chown(self.root, pwd.getpwnam(self.user).pw_uid, -1)
         data = self.root / "data"
@@ -179,6 +199,9 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        temporary, self._temporary = self._temporary, None
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 class ClusterServices(Services):
@@ -317,7 +340,7 @@ class Cluster:
         self._stack.callback(self.pg.stop)
         self.pg.create_database("prefect")
         self.pg.create_database("fmp_lake")
-        echo(f"postgres: 127.0.0.1:{self.pg.port}, databases prefect and fmp_lake "
+        echo(f"postgres: 127.0.0.1:{self.pg.port} (data in {self.pg.root}), databases prefect and fmp_lake "
              f"({time.monotonic() - t0:.1f} s)")
         t0 = time.monotonic()
         self.services = ClusterServices(self.root, self.pg.sqlalchemy_url("prefect"))
