@@ -90,7 +90,10 @@ def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersi
     replayer = Replayer(registry, program, answer_type, pixels,
                         {f"{batch}/{r.item_id}": np.asarray(r.features, dtype=np.float64) for r in rows},
                         kept=kept or {})
-    arrived = [(f"{batch}/{r.item_id}", labels[r.item_id], r.answer) for r in rows if r.item_id in labels]
+    # a failed item (its image did not decode, its program failed) has no run to compare and
+    # may have nothing to replay: its label counts as learned, but it is not audited
+    arrived = [(f"{batch}/{r.item_id}", labels[r.item_id], r.answer) for r in rows
+               if r.item_id in labels and r.status == "ok"]
     own = {f"{batch}/{r.item_id}": known_runs(r, learner.pins, learner.fallback) for r in rows}
     learner.audit(answer_type, arrived, replayer, monolithic_flops(registry), own)
     charges = []

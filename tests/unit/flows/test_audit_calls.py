@@ -252,3 +252,25 @@ def test_a_call_the_store_cannot_keep_is_charged_and_not_written(tmp_path) -> No
     step = LearningStep(None, "b0001", frozenset())
     write_calls(store, registry, "s1", POLICY, step, calls)
     assert set(load_calls(store, registry, "s1", POLICY, {step})) == {good}
+
+
+def test_a_labelled_item_whose_image_does_not_decode_fails_alone_and_is_not_audited(settings) -> None:
+    store = store_for(settings)
+    batches.write_stream_info(store, StreamInfo(
+        stream="s1", query_id="red_circle", question="Is there a red circle?", answer_type="bool",
+        program=PROGRAM, monolithic_program=MONO))
+    good = [(ManifestItem(item_id=f"i{s}", image=f"images/i{s}.png"), encode_png(_image(s))) for s in (0, 1)]
+    truncated = encode_png(_image(2))[:40]
+    batches.write_batch(store, "s1", "b0001", [*good, (ManifestItem(item_id="bad", image="images/bad.png"),
+                                                       truncated)])
+    batches.write_labels(store, "s1", "b0001", [Label(item_id=i, answer=True) for i in ("i0", "i1", "bad")])
+    _batch(settings, store, "b0001")
+    got = batches.read_results(store, "s1", POLICY, "b0001")
+    assert got is not None
+    rows = {r.item_id: r for r in got[1]}
+    assert rows["bad"].status == "failed" and rows["i0"].status == "ok"
+    assert _feedback(settings, store, "b0001") is not None  # the feedback run does not fail on it
+    audited = {i for (i,) in _q(settings, "SELECT DISTINCT item_id FROM decisions WHERE call_site LIKE '%+audit[%'")}
+    assert "bad" not in audited and audited  # the good positives were audited
+    [(learned,)] = _q(settings, "SELECT learned FROM feedback_by_batch WHERE batch = 'b0001'")
+    assert learned == 3  # its label counts as learned (once), like every other
