@@ -26,7 +26,8 @@ def test_a_lake_with_its_data_on_s3_keeps_its_files_in_the_bucket(
     lake.save_version("s1", "confirmed", "confirmed", "{}", b"v2", 1, note="second")
     # a second store on the same lake (another process would open it the same way) reads it back
     again = PolicyStore(url, read_only=True)
-    assert again.latest_version("s1", "confirmed").params == b"v2"
+    latest = again.latest_version("s1", "confirmed")
+    assert latest is not None and latest.params == b"v2"
     assert again.query("SELECT version, parent FROM policy_history ORDER BY version")[1] == [(1, None), (2, 1)]
     # small writes are inlined into the catalog until flushed to Parquet files at data_path
     lake.query(f"CALL ducklake_flush_inlined_data('{ALIAS}')")
