@@ -433,21 +433,28 @@ def kill_feedback(services: Services, point: str) -> Fault:
                message + (f"; {left} writer slots still taken" if left else ""))
 
 
+def _run_batch_reading(ws: Workspace, log: Path, images: int) -> subprocess.Popen[str]:
+    """``fmp run-batch`` started in the background, returned once moto's request log shows it
+    has read ``images`` more images (or it ended, or the command timeout passed: then killed)."""
+    seen = log.read_text(errors="replace").count("/images/")
+    proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM], env=ws.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + COMMAND_TIMEOUT_S
+    while log.read_text(errors="replace").count("/images/") < seen + images and proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+        time.sleep(0.01)
+    return proc
+
+
 def frozen_moto(services: Services) -> Fault:
     """moto frozen (SIGSTOP) while ``fmp run-batch`` reads a batch's images: the command fails
     with one line within the bound; thawed, the rerun does the batch."""
     ws = services.workspace("frozen-moto")
     with moto(ws, free_port()) as (_, server, log):
         ws.publish(2, 40, "--create-bucket")
-        seen = log.read_text(errors="replace").count("/images/")
-        proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM], env=ws.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + COMMAND_TIMEOUT_S
-        while log.read_text(errors="replace").count("/images/") == seen and proc.poll() is None:
-            if time.monotonic() > deadline:
-                proc.kill()
-                break
-            time.sleep(0.02)
+        proc = _run_batch_reading(ws, log, 1)
         os.kill(server, signal.SIGSTOP)
         frozen = time.monotonic()
         try:
@@ -787,15 +794,7 @@ def killed_moto(services: Services) -> Fault:
     port = free_port()
     with moto(ws, port) as (_, server, log):
         ws.publish(2, 6, "--create-bucket")
-        seen = log.read_text(errors="replace").count("/images/")
-        proc = subprocess.Popen([*_executable("fmp"), "run-batch", STREAM], env=ws.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + COMMAND_TIMEOUT_S
-        while log.read_text(errors="replace").count("/images/") < seen + 6 and proc.poll() is None:
-            if time.monotonic() > deadline:
-                proc.kill()
-                break
-            time.sleep(0.01)
+        proc = _run_batch_reading(ws, log, 6)
         os.kill(server, signal.SIGKILL)
         killed = time.monotonic()
         try:
