@@ -75,6 +75,7 @@ class CallCache:
     remember_digests: bool = True
     _digests: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], bytes] = field(default_factory=dict)
     _roots: dict[int, np.ndarray] = field(default_factory=dict)
+    _reused: dict[CallKey, Answered] = field(default_factory=dict)  # answers marked as reused
 
     def key(self, backend: str, call: Call) -> CallKey:
         """``call_key(backend, call)``, the pixel digest remembered for read-only images."""
@@ -101,8 +102,14 @@ class CallCache:
         self.reused += len(keys) - len(missing)
         if missing:
             self._compute(backend, list(missing.keys()), list(missing.values()))
-        return [self.answers[k].reused() if hit else self.answers[k]
+        return [self._reused_answer(k) if hit else self.answers[k]
                 for k, hit in zip(keys, hits, strict=True)]
+
+    def _reused_answer(self, key: CallKey) -> Answered:
+        got = self._reused.get(key)
+        if got is None:
+            got = self._reused[key] = self.answers[key].reused()
+        return got
 
     def peek(self, backend: str, call: Call) -> Answered | None:
         """The cached answer, or None (never computes)."""
@@ -130,6 +137,7 @@ class CallCache:
 
     def clear(self) -> None:
         self.answers.clear()
+        self._reused.clear()
         self.fresh.clear()
         self._digests.clear()
         self._roots.clear()
@@ -286,7 +294,8 @@ def _totals(sums: list[float]) -> Totals:
 
 # -- shadow runs -----------------------------------------------------------------------------
 def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
-               cache: CallCache, free: set[CallKey], limits: Limits = Limits()) -> tuple[Any, float]:
+               cache: CallCache, free: set[CallKey], limits: Limits = Limits(),
+               memo: RunMemo | None = None) -> tuple[Any, float]:
     """Run the program once more with ``assignment`` (sites it lacks take ``fallback``).
 
     Returns the answer (None if the run failed) and the FLOPs of the calls it had to make:
@@ -296,14 +305,101 @@ def shadow_run(program: Program, image: np.ndarray, assignment: dict[str, str], 
     already holds its answer: what a policy pays never depends on which policies ran
     before it, or on a stored call table.
     """
-    answer, _, charged = audit_run(program, image, assignment, fallback, cache, free, limits)
+    answer, _, charged = audit_run(program, image, assignment, fallback, cache, free, limits, memo)
     return answer, charged
 
 
+class RunMemo:
+    """The runs :func:`audit_run` made of one program, per image: a trie of the (call site,
+    backend) choices in the order the program reached the sites, each leaf holding the run's
+    answer and its calls (key, FLOPs) in order. A run is a function of the image and the
+    backends of the sites it reaches, so a run whose choices reach a known leaf is read back
+    instead of interpreted again; what it charges is worked out from its calls and ``free``
+    exactly as a fresh run would."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._nodes: dict[tuple[int, tuple[tuple[str, str], ...]], Any] = {}
+        self._images: dict[int, np.ndarray] = {}  # kept alive while their ids key the trie
+
+    def get(self, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
+            ) -> tuple[Any, tuple[tuple[CallKey, float], ...]] | None:
+        """(answer, calls) of the run of ``image`` under the choices, or None if never made."""
+        path: tuple[tuple[str, str], ...] = ()
+        at = id(image)
+        while True:
+            node = self._nodes.get((at, path))
+            if node is None:
+                return None
+            if not isinstance(node, str):
+                return node  # type: ignore[no-any-return]
+            path = (*path, (node, assignment.get(node) or fallback[node]))
+
+    def add(self, image: np.ndarray, path: list[tuple[str, str]], answer: Any,
+            calls: list[tuple[CallKey, float]]) -> None:
+        at = id(image)
+        self._images[at] = image
+        for k, (site, _) in enumerate(path):
+            self._nodes[(at, tuple(path[:k]))] = site
+        self._nodes[(at, tuple(path))] = (answer, tuple(calls))
+
+
 def audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
-              cache: CallCache, free: set[CallKey], limits: Limits = Limits()) -> tuple[Any, float, float]:
+              cache: CallCache, free: set[CallKey], limits: Limits = Limits(),
+              memo: RunMemo | None = None) -> tuple[Any, float, float]:
     """:func:`shadow_run` that also says what the run would cost on its own: (answer, the
-    FLOPs of all its calls, the FLOPs of the calls not in ``free``, which join it)."""
+    FLOPs of all its calls, the FLOPs of the calls not in ``free``, which join it).
+    ``memo``: runs of ``program`` made before (``RunMemo``), read back instead of run again."""
+    if memo is not None and memo.program is program:
+        known = memo.get(image, assignment, fallback)
+        if known is None:
+            path: list[tuple[str, str]] = []
+            calls: list[tuple[CallKey, float]] = []
+            answer = _audit_run(program, image, assignment, fallback, cache, limits, path, calls)
+            memo.add(image, path, answer, calls)
+        else:
+            answer, calls_made = known
+            calls = list(calls_made)
+        charged = total = 0.0
+        for key, flops in calls:
+            total += flops
+            if key not in free:
+                charged += flops
+                free.add(key)
+        return answer, total, charged
+    return _audit_run_free(program, image, assignment, fallback, cache, free, limits)
+
+
+def _audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
+               cache: CallCache, limits: Limits, path: list[tuple[str, str]],
+               calls: list[tuple[CallKey, float]]) -> Any:
+    """Run once, filling ``path`` (choices at first reach) and ``calls`` (key, FLOPs)."""
+    gen = Interpreter(program, image, limits).run()
+    value: Any = None
+    reached: set[str] = set()
+    try:
+        while True:
+            pending = gen.send(value)
+            site = pending.site.id
+            backend = assignment.get(site) or fallback[site]
+            if site not in reached:
+                reached.add(site)
+                path.append((site, backend))
+            got = cache.get_many(backend, [pending.call])[0]
+            calls.append((cache.key(backend, pending.call), got.output.usage.flops))
+            if isinstance(got.output.value, CallFailure):
+                gen.close()
+                return None
+            value = got.output.value
+    except StopIteration as stop:
+        return stop.value
+    except (FmpModuleError, RecursionError):
+        return None
+
+
+def _audit_run_free(program: Program, image: np.ndarray, assignment: dict[str, str],
+                    fallback: dict[str, str], cache: CallCache, free: set[CallKey],
+                    limits: Limits) -> tuple[Any, float, float]:
     charged = total = 0.0
     gen = Interpreter(program, image, limits).run()
     value: Any = None

@@ -134,8 +134,11 @@ class BatchExecutor:
     """Drives one program over many items in lockstep."""
 
     def __init__(self, program: Program, router: Router, run_round: RoundRunner,
-                 answer_type: str = "bool", limits: Limits = Limits()) -> None:
+                 answer_type: str = "bool", limits: Limits = Limits(),
+                 observe: Callable[[str, str, Call], None] | None = None) -> None:
+        """``observe(item_id, backend, call)``, when given, sees every call as it is answered."""
         self.program = program
+        self.observe = observe
         self.router = router
         self.run_round = run_round
         self.answer_type = answer_type
@@ -159,6 +162,8 @@ class BatchExecutor:
             for (req, item_ids), result in zip(groups, results, strict=True):
                 for k, item_id in enumerate(item_ids):
                     output = result.outputs[k]
+                    if self.observe is not None:
+                        self.observe(item_id, req.backend, req.calls[k])
                     sofar = spent[item_id][req.call_site]
                     _charge(sofar, output, result.wall_ms / len(req.calls))
                     pending = waiting.pop(item_id)

@@ -22,6 +22,22 @@ def route_rng(key: str, item_id: str, call_site: str, seed: int) -> np.random.Ge
     return np.random.default_rng([seed, digest])
 
 
+class LazyRng:
+    """``route_rng(...)``, made on first use: a learner that never draws (the fixed
+    baselines) does not pay for seeding a generator per decision."""
+
+    __slots__ = ("_args", "_rng")
+
+    def __init__(self, key: str, item_id: str, call_site: str, seed: int) -> None:
+        self._args = (key, item_id, call_site, seed)
+        self._rng: np.random.Generator | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if self._rng is None:
+            self._rng = route_rng(*self._args)
+        return getattr(self._rng, name)
+
+
 class PolicyRouter:
     """Routes call sites with a learner; sampling is seeded per item, so replays are exact.
 
@@ -35,7 +51,7 @@ class PolicyRouter:
         self.times = times
 
     def choose(self, item_id: str, site: CallSite, features: np.ndarray) -> Route:
-        rng = route_rng(self.key, item_id, site.id, self.seed)
+        rng: np.random.Generator = LazyRng(self.key, item_id, site.id, self.seed)  # type: ignore[assignment]
         if self.times is None:
             choice = self.learner.choose(site.id, features, rng)
         else:

@@ -77,10 +77,11 @@ def audited(stream: Any, ctx: Any, arms: dict[str, list[str]], costs: dict[str, 
     waiting: list[list[tuple[int, Any]]] = []
     offset = [0]
     spent = [0.0]
+    memo = ctx.run_memo(stream.program)
 
     def replay(k: int, config: dict[str, str]) -> tuple[Any, float]:
         answer, total, charged = audit_run(stream.program, stream.images[k], config, fallback, ctx.cache,
-                                           free.setdefault(k, set()))
+                                           free.setdefault(k, set()), memo=memo)
         spent[0] += charged
         return answer, total
 
@@ -96,7 +97,7 @@ def audited(stream: Any, ctx: Any, arms: dict[str, list[str]], costs: dict[str, 
             for k, r in zip(ks, batch, strict=True):
                 if normalise_answer(r.answer) == "yes":
                     answer, total, _ = audit_run(stream.program, stream.images[k], fallback, fallback,
-                                                 ctx.cache, free.setdefault(k, set()))
+                                                 ctx.cache, free.setdefault(k, set()), memo=memo)
                     book.runs[(k, config_key(fallback))] = (answer, total)
                     r.flops += total
                     r.answer = answer

@@ -87,7 +87,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
                     label_rate=args.label_rate, budget=args.budget, shadow=args.shadow,
                     paper_width=args.paper_width or (8 if args.quick else 16),
                     paper_input=args.paper_input or (32 if args.quick else 64),
-                    baseline=args.baseline)
+                    baseline=args.baseline, path_memo=not args.no_path_memo)
 
 
 def table_dir(args: argparse.Namespace) -> Path | None:
@@ -405,6 +405,9 @@ def parser() -> argparse.ArgumentParser:
                    help="compute every backend call again and store none")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes running queries side by side (each one torch thread)")
+    p.add_argument("--no-path-memo", action="store_true",
+                   help="interpret every item's program on every run, instead of walking the paths "
+                        "earlier runs of the query took (benchmarks/evaluate/paths.py)")
     p.add_argument("--baseline", action="store_true",
                    help="today's harness path (one process, every policy of a query in turn, no call "
                         "table, nothing reused across λ), for speed comparisons")

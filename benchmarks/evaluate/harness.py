@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.counterfactual import CallCache, cached_round_runner, shadow_run
+from benchmarks.counterfactual import CallCache, RunMemo, cached_round_runner, shadow_run
+from benchmarks.evaluate.paths import memo_for
 from benchmarks.queryset import BenchQuery, QuerySet
 from benchmarks.sampling import Plan, draw_stream
 from modules import embedding
@@ -79,6 +80,9 @@ class Settings:
     #: a query in turn in one process, no call table, item features recomputed per run, every
     #: static configuration run again at every λ
     baseline: bool = False
+    #: walk each item's known paths through the program instead of interpreting it again
+    #: (``benchmarks.evaluate.paths``); off on the ``baseline`` path
+    path_memo: bool = True
 
 
 @dataclass
@@ -94,6 +98,20 @@ class Context:
     cache: CallCache
     shared: dict[Any, Any] = field(default_factory=dict)  # learners carried across queries
     decision_us: dict[str, list[float]] = field(default_factory=dict)
+    #: (query, program) → the paths its items took so far in this phase (``PathMemo``), and
+    #: ("runs", program) → its audit and shadow runs so far (``RunMemo``)
+    paths: dict[Any, Any] = field(default_factory=dict)
+
+    def run_memo(self, program: Program) -> RunMemo | None:
+        """The memo of ``program``'s audit and shadow runs in this phase (None when
+        ``Settings.path_memo`` is off or on the baseline path)."""
+        if not self.settings.path_memo or self.settings.baseline:
+            return None
+        key = ("runs", id(program))
+        memo = self.paths.get(key)
+        if memo is None or memo.program is not program:
+            memo = self.paths[key] = RunMemo(program)
+        return memo
 
 
 # -- items ---------------------------------------------------------------------------------
@@ -184,6 +202,8 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
     shadow_rng = np.random.default_rng([settings.seed, shadow_key])
     times = ctx.decision_us.setdefault(name, [])
     router = policy_router(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
+    memo = (memo_for(ctx.paths, stream.query.id, program)
+            if settings.path_memo and not settings.baseline and not learner.escalates else None)
     rng = np.random.default_rng([settings.seed, zlib.crc32(f"labels/{name}".encode())])
     out: list[ItemResult] = []
     waiting: list[list[Example]] = []
@@ -192,8 +212,12 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
         feats = {k: _features(learner, stream, k, settings.baseline) for k in ks}
         if not settings.baseline and hasattr(learner, "prefetch"):  # decide for the batch at once
             learner.prefetch([feats[k] for k in ks])
-        outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type).run(
-            [ItemInput(stream.ids[k], stream.images[k], feats[k]) for k in ks])
+        items = [ItemInput(stream.ids[k], stream.images[k], feats[k]) for k in ks]
+        if memo is None:
+            outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type).run(items)
+        else:
+            outcomes, made = memo.run_batch(items, router, inner, ctx.qs.answer_type, ctx.cache.key)
+            free.update(made)
         batch = [_result(stream, k, o, ctx, config,
                          _decision_flops(learner, [d.call_site for d in o.decisions]))
                  for k, o in zip(ks, outcomes, strict=True)]
@@ -202,8 +226,8 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
         free.clear()
         examples = []
         for k, o, r in zip(ks, outcomes, batch, strict=True):
-            if rng.random() >= settings.label_rate:
-                continue  # this item's label never arrives
+            if rng.random() >= settings.label_rate or not learner.learns:
+                continue  # this item's label never arrives (or the learner ignores labels)
             decisions = [(t.call_site, t.backend, t.flops / ctx.mono_flops, feats[k], t.propensity)
                          for t in o.decisions]
             rungs = {t.call_site: tuple(t.rungs) for t in o.decisions}
@@ -245,7 +269,7 @@ def _shadow(learner: Learner, stream: Stream, ks: range, outcomes: list[ItemOutc
                 continue
             for cheaper in names[: names.index(t.backend)]:
                 answer, flops = shadow_run(program, stream.images[k], {**chosen, t.call_site: cheaper},
-                                           fallback, ctx.cache, free)
+                                           fallback, ctx.cache, free, memo=ctx.run_memo(program))
                 r.policy_flops += flops
                 out.setdefault(k, []).append((t.call_site, cheaper, t.calls, answer))
     return out

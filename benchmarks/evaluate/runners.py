@@ -288,6 +288,7 @@ def run_query(stream: Stream, ctx: Context, policies: list[str], lams: list[floa
               runners: Mapping[str, Runner] = RUNNERS) -> dict[str, dict[float, list[ItemResult]]]:
     """Every policy of ``policies`` (every λ of the λ-dependent ones) on one query's stream."""
     q = QueryRun.of(stream, ctx)
+    ctx.paths.clear()  # paths are remembered for one query's phase (benchmarks/evaluate/paths.py)
     wanted = set(policies)
     needed = wanted | {n for p in wanted for n in runners[p].needs}
     res: dict[str, dict[float, list[ItemResult]]] = {}

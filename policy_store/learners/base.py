@@ -61,6 +61,9 @@ class Learner(ABC):
     #: chosen backend first and the call is re-issued on a larger one while the learner does
     #: not trust the answer (``policies.routing.CascadeRouter``).
     escalates: ClassVar[bool] = False
+    #: Whether ``update`` uses its examples; a learner that ignores feedback (the fixed
+    #: baselines) says False, and callers may then skip building them.
+    learns: ClassVar[bool] = True
 
     def __init__(
         self, config: LearnerConfig, arms: dict[str, list[str]], costs: dict[str, float]

@@ -12,6 +12,8 @@ from policy_store.learners.config import LearnerConfig
 class _StatelessLearner(Learner):
     """Shared no-op update and empty serialisation."""
 
+    learns = False
+
     def update(self, examples: list[Example]) -> None:
         """Baselines ignore feedback."""
 

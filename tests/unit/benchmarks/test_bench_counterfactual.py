@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -141,3 +142,63 @@ def test_cached_runner_answers_each_call_once_and_matches_the_models():
     (reused,) = cache.get_many("big", [Call("exists", images[0], ("circle",))])
     assert reused.output.usage.cached and reused.output.value is True  # served from the cache, marked so
     assert not any(a.output.usage.cached for a in cache.answers.values())
+
+
+class Seeded:
+    """A router whose choice is a function of (item, site, round) and that counts its calls."""
+
+    def __init__(self, round_: int) -> None:
+        self.round = round_
+        self.asked: list[tuple[str, str]] = []
+
+    def choose(self, item_id, site, features):
+        self.asked.append((item_id, site.id))
+        pick = ["cheap", "big"][zlib.crc32(f"{item_id}/{site.id}/{self.round}".encode()) % 2]
+        return Route(pick, 0.5 + 0.1 * self.round)
+
+
+def test_remembered_paths_give_the_executors_outcomes_and_ask_each_site_once():
+    from benchmarks.evaluate.paths import PathMemo
+
+    registry = ScriptedRegistry()
+    cache = CallCache(registry)
+    items = [ItemInput(f"i{i}", image(c, s), np.zeros(1)) for i, (c, s) in enumerate(CASES * 3)]
+    memo = PathMemo(PROGRAM)
+    for round_ in range(4):  # later rounds reach paths earlier rounds added, and some new ones
+        walked, executed = memo.walked, memo.executed
+        router, plain_router = Seeded(round_), Seeded(round_)
+        got, keys = memo.run_batch(items, router, cached_round_runner(cache), "bool", cache.key)
+        plain = BatchExecutor(PROGRAM, plain_router, cached_round_runner(cache)).run(items)
+        assert [(o.status, o.answer, o.decisions) for o in got] == \
+            [(o.status, o.answer, o.decisions) for o in plain]
+        assert sorted(router.asked) == sorted(plain_router.asked)  # once per (item, site reached)
+        assert keys == {cache.key(d.backend, Call("exists", it.image, (arg,)))
+                        for it, o in zip(items, plain, strict=True)
+                        for d, arg in zip(o.decisions, ("circle", "square"), strict=False)}
+        assert memo.walked + memo.executed - walked - executed == len(items)
+    assert memo.walked > 0 and memo.executed > 0
+    again = Seeded(0)
+    before = memo.executed
+    memo.run_batch(items, again, cached_round_runner(cache), "bool")
+    assert memo.executed == before  # every path of round 0 is known: nothing interpreted
+
+
+def test_remembered_audit_runs_charge_exactly_what_fresh_runs_charge():
+    from benchmarks.counterfactual import RunMemo, audit_run
+
+    cache = CallCache(ScriptedRegistry())
+    images = [image(c, s) for c, s in CASES]
+    sites = [s.id for s in PROGRAM.call_sites]
+    configs = [dict(zip(sites, combo, strict=True)) for combo in itertools.product(["cheap", "big"], repeat=2)]
+    fallback = {s: "big" for s in sites}
+    memo = RunMemo(PROGRAM)
+    for _ in range(2):  # the second pass reads every run back
+        for im in images:
+            free_fresh: set = set()
+            free_memo: set = set()
+            for config in [*configs, {}, configs[0]]:
+                fresh = audit_run(PROGRAM, im, config, fallback, cache, free_fresh)
+                remembered = audit_run(PROGRAM, im, config, fallback, cache, free_memo, memo=memo)
+                assert remembered == fresh
+                assert free_memo == free_fresh
+    assert audit_run(PROGRAM, images[2], configs[0], fallback, cache, set(), memo=RunMemo(PROGRAM))[0] is False
