@@ -65,7 +65,8 @@ def audited(stream: Any, ctx: Any, arms: dict[str, list[str]], costs: dict[str, 
     """Run ``stream`` under the audited search at λ = ``lam``; see the module docstring."""
     opts = options or AuditOptions()
     settings = ctx.settings
-    warm: dict[str, list[float]] = ctx.shared.setdefault(("audited-warm", opts.confirm, lam), {})
+    # per policy name: two variants of the search never share what they learned across queries
+    warm: dict[str, list[float]] = ctx.shared.setdefault(("audited-warm", name, lam), {})
     pins = start_pins(arms, warm, opts.start)
     learner = FixedLearner(learner_config(ctx, lam, pins=pins), arms, costs)
     labels = list(stream.labels)
