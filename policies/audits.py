@@ -136,6 +136,7 @@ class Replayer:
     runs: int = 0
     reused: int = 0
     reused_flops: float = 0.0
+    charged_flops: float = 0.0  # FLOPs of the calls this run charges (the audits' stake)
 
     def __call__(self, item: str, config: dict[str, str]) -> tuple[Any, float]:
         """Item ``item`` under ``config``: (its answer, None when it failed; FLOPs of all calls)."""
@@ -187,6 +188,7 @@ class Replayer:
         key = f"{site}{AUDIT_SUFFIX}[{backend}]"
         before = sites.get(key)
         usage = output.usage
+        self.charged_flops += usage.flops
         add = {"calls": 1, "flops": usage.flops, "params": float(usage.params), "wall_ms": wall_ms,
                "price": usage.price}
         if before is None:

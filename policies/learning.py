@@ -95,7 +95,8 @@ def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersi
     arrived = [(f"{batch}/{r.item_id}", labels[r.item_id], r.answer) for r in rows
                if r.item_id in labels and r.status == "ok"]
     own = {f"{batch}/{r.item_id}": known_runs(r, learner.pins, learner.fallback) for r in rows}
-    learner.audit(answer_type, arrived, replayer, monolithic_flops(registry), own)
+    learner.audit(answer_type, arrived, replayer, monolithic_flops(registry), own,
+                  charged=lambda: replayer.charged_flops)
     charges = []
     for key, ds in replayer.decisions().items():
         b, item = key.split("/", 1)

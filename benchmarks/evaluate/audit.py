@@ -48,6 +48,7 @@ from policy_store.learners.confirmed import (
     F1_FP,
     AuditBook,
     AuditOptions,
+    AuditStake,
     config_key,
     descend,
     function_of,
@@ -91,6 +92,9 @@ def audited(stream: Any, ctx: Any, arms: dict[str, list[str]], costs: dict[str, 
     def objective(config: dict[str, str]) -> float:
         return book.objective(config, replay, lam, ctx.mono_flops, fallback if confirm else None)
 
+    stake = AuditStake(opts.stake)  # what the audits may spend (benchmarks: None for audited)
+    fallback_of = fallback if confirm else None
+
     def on_batch(batch: list[ItemResult]) -> None:
         ks = range(offset[0], offset[0] + len(batch))
         offset[0] += len(batch)
@@ -109,13 +113,18 @@ def audited(stream: Any, ctx: Any, arms: dict[str, list[str]], costs: dict[str, 
         if len(waiting) <= settings.label_delay:
             return
         spent[0] = 0.0
-        for k, answer in waiting.pop(0):
+        arrived = waiting.pop(0)
+        for k, answer in arrived:
             if book.admit(k, labels[k], answer, pick_rng.random, opts):  # its own run is free to reuse
                 free.setdefault(k, set())
                 before = spent[0]
                 book.run(k, learner.config.pins, replay)
                 spent[0] = before
-        learner.repin(descend(learner.config.pins, arms, objective, opts.rounds, opts.margin))
+        if arrived and opts.stake is not None:
+            stake.loss += len(arrived) * book.loss_rate(learner.config.pins, replay, fallback_of)
+        learner.repin(descend(learner.config.pins, arms, objective, opts.rounds, opts.margin,
+                              stake.affordable(lam, arms, lambda: spent[0] / ctx.mono_flops)))
+        stake.spent += spent[0] / ctx.mono_flops
         for r in batch:
             r.policy_flops += spent[0] / len(batch)
 

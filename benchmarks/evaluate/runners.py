@@ -30,6 +30,7 @@ from policies.specs import POLICIES
 from policy_store.learners import make_learner
 from policy_store.learners.base import Example
 from policy_store.learners.cascade import CascadeLearner
+from policy_store.learners.confirmed import STAKE
 from policy_store.learners.shared import BudgetController, SharedThompsonLearner
 from policy_store.rewards import item_loss
 
@@ -256,7 +257,8 @@ RUNNERS: dict[str, Runner] = {
     "audited": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam), per_lambda=True,
                       across_queries=True),
     "confirmed": Runner(lambda q, lam: audited(q.stream, q.ctx, q.arms, q.costs, lam,
-                                               AuditOptions(confirm=True, start=0.5), "confirmed"),
+                                               AuditOptions(confirm=True, start=0.5, stake=STAKE),
+                                               "confirmed"),
                         per_lambda=True, across_queries=True),
     "shared-budget": Runner(lambda q, lam: shared("shared-budget", q.stream, q.ctx, q.arms, q.costs, lam),
                             per_lambda=True, across_queries=True),

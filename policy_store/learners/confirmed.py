@@ -70,6 +70,10 @@ class AuditOptions:
     #: cheapest configuration that catches the positives, the confirmation keeps precision
     confirm: bool = False
     start: float = 1.0  # first query's starting rung, as a share of each ladder (1 = largest)
+    #: the audits' stake (None: none): a trial that moves a call site to a costlier rung runs
+    #: only while the audits' charged compute so far, priced at λ, is at most ``stake`` × the
+    #: loss at stake (``AuditStake``); trials to cheaper rungs always run
+    stake: float | None = None
 
 
 def config_key(pins: dict[str, str]) -> ConfigKey:
@@ -167,6 +171,17 @@ class AuditBook(Generic[K]):
             return answer, total + total2
         return answer, total
 
+    def loss_rate(self, config: dict[str, str], replay: Replay[K],
+                  fallback: dict[str, str] | None = None) -> float:
+        """The weighted mean loss of ``config`` over the audited items (0 with none)."""
+        p_hat = self.p_hat()
+        loss = weight = 0.0
+        for k, w in self.weights.items():
+            answer, _ = self.composite(k, config, fallback, replay)
+            loss += w * self.loss(k, answer, p_hat)
+            weight += w
+        return loss / weight if weight else 0.0
+
     def objective(self, config: dict[str, str], replay: Replay[K], lam: float, unit: float,
                   fallback: dict[str, str] | None = None) -> float:
         """Weighted mean loss plus λ × weighted mean cost (FLOPs ÷ ``unit``) over the audited
@@ -181,10 +196,51 @@ class AuditBook(Generic[K]):
         return (loss + lam * cost / unit) / weight if weight else 0.0
 
 
+#: The stake the ``confirmed`` learner audits with (``AuditOptions.stake``).
+STAKE = 0.3
+
+
+@dataclass
+class AuditStake:
+    """What the audits may spend, priced at λ, against what there is to win.
+
+    Why. The audits' replays used to cost the same at every λ (about 0.056 GFLOPs per item on
+    the binary benchmark), so at a high λ, where the best configuration is cheap, the audits
+    cost more than the configuration and the policy's cheapest point stayed far above it.
+    Auditing is worth at most the loss it can remove: per labelled item, the current
+    configuration's loss rate on the audited items. So ``loss`` adds, per labelled batch, the
+    batch's items × that rate, and ``spent`` the audits' charged compute in monolithic calls;
+    a trial that moves a call site to a costlier rung runs only while λ × ``spent`` ≤ ``share``
+    × ``loss``. A trial to a cheaper rung always runs: its replays cost little, and it is how
+    the search reaches a cheap configuration at a high λ. At a low λ the stake never binds.
+    """
+
+    share: float | None
+    loss: float = 0.0
+    spent: float = 0.0
+
+    def affordable(self, lam: float, ladders: dict[str, list[str]], now: Callable[[], float]
+                   ) -> Callable[[str, str, str], bool] | None:
+        """``descend``'s check; ``now()``: monolithic calls charged in this step so far."""
+        share = self.share
+        if share is None:
+            return None
+
+        def check(site: str, at: str, to: str) -> bool:
+            names = ladders[site]
+            if names.index(to) < names.index(at):
+                return True
+            return lam * (self.spent + now()) <= share * self.loss
+
+        return check
+
+
 def descend(current: dict[str, str], arms: dict[str, list[str]],
-            objective: Callable[[dict[str, str]], float], rounds: int, margin: float) -> dict[str, str]:
+            objective: Callable[[dict[str, str]], float], rounds: int, margin: float,
+            affordable: Callable[[str, str, str], bool] | None = None) -> dict[str, str]:
     """Coordinate descent from ``current``: per call site every other rung, a change kept only
-    when it lowers ``objective`` by ``margin``; at most ``rounds`` sweeps."""
+    when it lowers ``objective`` by ``margin``; at most ``rounds`` sweeps. ``affordable(site,
+    from, to)``, when given, is asked before each trial: False skips it."""
     current = dict(current)
     best = objective(current)
     for _ in range(rounds):
@@ -192,6 +248,8 @@ def descend(current: dict[str, str], arms: dict[str, list[str]],
         for site, names in arms.items():
             for name in names:
                 if name == current[site]:
+                    continue
+                if affordable is not None and not affordable(site, current[site], name):
                     continue
                 trial = {**current, site: name}
                 j = objective(trial)
@@ -228,6 +286,7 @@ class ConfirmedLearner(FixedLearner):
         super().__init__(config, arms, costs)
         self.book: AuditBook[str] = AuditBook("bool")
         self.warm: dict[str, list[float]] = rung_shares(self.arms, self._pin)
+        self.stake = AuditStake(STAKE)
 
     @property
     def pins(self) -> dict[str, str]:
@@ -241,22 +300,23 @@ class ConfirmedLearner(FixedLearner):
 
     def options(self) -> AuditOptions:
         """The search's knobs: the benchmark's, with the confirmation and ``audit_start``."""
-        return AuditOptions(confirm=True, start=self.config.audit_start)
+        return AuditOptions(confirm=True, start=self.config.audit_start, stake=STAKE)
 
     def update(self, examples: list[Example]) -> None:
         """Per-call-site examples carry no images to replay: the confirmed learner learns in
         ``audit`` only (the feedback flow calls it), so examples change nothing."""
 
     def audit(self, answer_type: str, arrived: list[tuple[str, Any, Any]], replay: Replay[str],
-              unit: float, own: dict[str, list[tuple[dict[str, str], Any, float]]] | None = None
-              ) -> dict[str, str]:
+              unit: float, own: dict[str, list[tuple[dict[str, str], Any, float]]] | None = None,
+              charged: Callable[[], float] | None = None) -> dict[str, str]:
         """Learn from newly labelled items and repin; returns the new pins.
 
         ``arrived``: (item key, label, the answer the policy gave) in arrival order; ``replay``
         runs an item under a configuration (the caller charges what it computes); ``unit``:
         FLOPs of one monolithic call. ``own``: item key -> the runs the item already had
         (configuration, answer, FLOPs: its own run, its confirmation), kept as replays of an
-        audited item for free.
+        audited item for free. ``charged()``: FLOPs the caller charged for this step's replays
+        so far, for the audits' stake (``AuditStake``; without it the stake never binds).
         """
         opts = self.options()
         self.book.answer_type = answer_type
@@ -267,9 +327,16 @@ class ConfirmedLearner(FixedLearner):
                 for config, got, total in own.get(k, []):
                     self.book.runs.setdefault((k, config_key(config)), (got, total))
         fallback = self.fallback if confirm else None
+        self.stake.share = opts.stake
+        def now() -> float:
+            return charged() / unit if charged is not None else 0.0
+
+        if arrived and opts.stake is not None:
+            self.stake.loss += len(arrived) * self.book.loss_rate(self.pins, replay, fallback)
         new = descend(self.pins, self.arms,
                       lambda c: self.book.objective(c, replay, self.config.lam, unit, fallback),
-                      opts.rounds, opts.margin)
+                      opts.rounds, opts.margin, self.stake.affordable(self.config.lam, self.arms, now))
+        self.stake.spent += now()
         self.repin(new)
         self.warm = rung_shares(self.arms, self._pin)
         return new
@@ -282,7 +349,7 @@ class ConfirmedLearner(FixedLearner):
             "items": [[k, b.labels[k], w] for k, w in b.weights.items()],
             "runs": [[k, [list(p) for p in c], answer, total] for (k, c), (answer, total) in b.runs.items()],
             "labelled": b.labelled, "positives": b.positives, "negatives": b.negatives,
-            "warm": self.warm,
+            "warm": self.warm, "stake": [self.stake.loss, self.stake.spent],
         }
         return json.dumps(state, sort_keys=True).encode()
 
@@ -312,6 +379,8 @@ class ConfirmedLearner(FixedLearner):
             book.negatives = int(state["negatives"])
             learner.book = book
             learner.warm = {str(f): [float(x) for x in v] for f, v in state["warm"].items()}
+            # a version saved before the audits had a stake starts one afresh
+            learner.stake.loss, learner.stake.spent = (float(x) for x in state.get("stake", [0.0, 0.0]))
         except LearnerError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
@@ -319,5 +388,6 @@ class ConfirmedLearner(FixedLearner):
         return learner
 
 
-__all__ = ["F1_FN", "F1_FP", "AuditBook", "AuditOptions", "ConfigKey", "ConfirmedLearner", "Replay",
-           "audit_draw", "config_key", "descend", "function_of", "largest", "rung_shares", "start_pins"]
+__all__ = ["F1_FN", "F1_FP", "STAKE", "AuditBook", "AuditOptions", "AuditStake", "ConfigKey",
+           "ConfirmedLearner", "Replay", "audit_draw", "config_key", "descend", "function_of", "largest",
+           "rung_shares", "start_pins"]

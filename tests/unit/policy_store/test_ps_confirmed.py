@@ -3,6 +3,7 @@ benchmark harness (strata, F1-targeting objective, coordinate descent)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from policy_store.learners.confirmed import (
     F1_FP,
     AuditBook,
     AuditOptions,
+    AuditStake,
     ConfirmedLearner,
     audit_draw,
     config_key,
@@ -158,3 +160,57 @@ def test_descend_keeps_a_change_only_past_the_margin() -> None:
 
     assert descend({"a": "x", "b": "u"}, arms, objective, rounds=2, margin=0.002) == {"a": "y", "b": "v"}
     assert descend({"a": "x", "b": "u"}, arms, objective, rounds=1, margin=0.002) == {"a": "x", "b": "v"}
+
+
+def test_the_stake_lets_cheaper_trials_run_and_stops_costlier_ones_past_it() -> None:
+    ladders = {"a": ["s", "m", "l"]}
+    stake = AuditStake(0.5, loss=2.0, spent=0.1)
+    now = [0.0]
+    check = stake.affordable(8.0, ladders, lambda: now[0])
+    assert check is not None
+    assert check("a", "m", "l")  # λ · spent = 0.8 ≤ 0.5 · 2
+    now[0] = 0.05  # 8 · 0.15 = 1.2 > 1
+    assert not check("a", "m", "l")
+    assert check("a", "m", "s")  # a cheaper rung always runs
+    assert AuditStake(None).affordable(8.0, ladders, lambda: 1e9) is None  # no stake: no check
+    trials: list[dict[str, str]] = []
+
+    def objective(config: dict[str, str]) -> float:
+        trials.append(dict(config))
+        return {"s": 1.0, "m": 2.0, "l": 0.0}[config["a"]]
+
+    assert descend({"a": "m"}, ladders, objective, 2, 0.0, check) == {"a": "s"}
+    assert {"a": "l"} not in trials  # past the stake: the costlier trial was never replayed
+
+
+def test_at_a_high_lambda_the_audits_stop_where_they_would_cost_more_than_the_loss_at_stake() -> None:
+    labels = {"b0/p1": True, **{f"b0/n{i}": False for i in range(40)}}
+    answers = {"b0/n1": True, "b0/n2": True}
+    spent: dict[float, float] = {}
+    for lam in (0.01, 1e6):
+        learner = _learner(lam)
+        replays = Replays(misses=frozenset({("b0/p1", "s"), ("b0/p1", "m")}))
+        charged = [0.0]
+
+        def replay(item: str, config: dict[str, str], replays: Replays = replays,
+                   charged: list[float] = charged
+                   ) -> tuple[Any, float]:
+            answer, total = replays(item, config)
+            charged[0] += total
+            return answer, total
+
+        def so_far(charged: list[float] = charged) -> float:
+            return charged[0]
+
+        learner.audit("bool", _arrive(replays, labels, answers), replay, 100.0, charged=so_far)
+        spent[lam] = learner.stake.spent
+        assert learner.stake.loss > 0 and learner.stake.spent == pytest.approx(charged[0] / 100.0)
+        back = load_learner("confirmed", learner.to_bytes(), learner.config, ARMS, COSTS)
+        assert isinstance(back, ConfirmedLearner)
+        assert (back.stake.loss, back.stake.spent) == (learner.stake.loss, learner.stake.spent)
+        state = json.loads(learner.to_bytes())
+        del state["stake"]  # a version saved before the audits had a stake
+        old = load_learner("confirmed", json.dumps(state).encode(), learner.config, ARMS, COSTS)
+        assert isinstance(old, ConfirmedLearner) and (old.stake.loss, old.stake.spent) == (0.0, 0.0)
+    # at λ = 1e6 no costlier rung is tried once the first replays are charged; at 0.01 all are
+    assert spent[1e6] < spent[0.01]
