@@ -1,12 +1,13 @@
 """How much faster the evaluation harness runs than today's path: ``python -m benchmarks.speed``.
 
-Runs ``python -m benchmarks.evaluate`` three times on the same subset, each in a fresh
+Runs ``python -m benchmarks.evaluate`` four times on the same subset, each in a fresh
 process: today's path (``--baseline``: one process, every policy of a query in turn, no call
 table, nothing reused across λ, the paper learner deciding item by item), this harness from a
 cold (empty, temporary) call table with ``--jobs N``, and the same again with the table it
-left (a re-run that changes only policies: same scenes, every backend output reused). Prints
+left (a re-run that changes only policies: same scenes, every backend output reused), and
+that re-run once more with ``--no-path-memo`` (every item's program interpreted again). Prints
 wall and CPU seconds (this process's children: the harness and its workers) side by side,
-the speed-ups as ratios, and whether the three reports agree on every number a policy is
+the speed-ups as ratios, and whether the four reports agree on every number a policy is
 judged by (quality, accuracy, GFLOPs, Mparams·calls, price, savings, cost ÷ oracle, regret;
 not the measured wall ms or µs per decision) at every λ. Any other option goes to the
 harness, e.g. ``--benchmark binary --max-queries 3 --scenes 200 --lam 1 4``.
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             "today's path (--baseline)": run([*rest, "--baseline"], work / "baseline.json"),
             f"cold call table, --jobs {args.jobs}": run(ours, work / "cold.json"),
             f"re-run, warm call table, --jobs {args.jobs}": run(ours, work / "warm.json"),
+            # the same re-run interpreting every item's program again (no path memo)
+            f"re-run, warm, --no-path-memo, --jobs {args.jobs}": run([*ours, "--no-path-memo"],
+                                                                     work / "warm-no-memo.json"),
         }
     base = next(iter(runs.values()))
     rep = base["report"]
@@ -94,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{rep['benchmark']}: {len(rep['queries'])} queries × {rep['scenes_per_query']} scenes, "
           f"λ {' '.join(f'{v:g}' for v in rep['lams'])}, paper learner {rep['paper_learner']['width']}/"
           f"{rep['paper_learner']['input']} px, {len(rep['sweep'])} policies")
-    print(f"{'run':42} {'wall s':>8} {'CPU s':>8} {'CPU ms/item':>11} {'× wall':>7} {'× CPU':>7} "
+    print(f"{'run':46} {'wall s':>8} {'CPU s':>8} {'CPU ms/item':>11} {'× wall':>7} {'× CPU':>7} "
           f"{'calls computed':>14} {'loaded':>8}")
     for name, r in runs.items():
         calls = r["report"].get("model_calls", {})
-        print(f"{name:42} {r['wall']:8.1f} {r['cpu']:8.1f} {1000 * r['cpu'] / items:11.1f} "
+        print(f"{name:46} {r['wall']:8.1f} {r['cpu']:8.1f} {1000 * r['cpu'] / items:11.1f} "
               f"{base['wall'] / r['wall']:7.2f} {base['cpu'] / r['cpu']:7.2f} "
               f"{calls.get('computed', '-'):>14} {calls.get('loaded', '-'):>8}")
     agree = True
