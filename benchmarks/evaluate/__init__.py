@@ -40,6 +40,8 @@ Modules, one concern each:
 - ``runners``: the policies and ``RUNNERS``, the table of policy names → runners, and
   ``RECOMMENDED``, the learner the name ``fmp`` stands for; ``run_query`` runs a table's
   policies (every λ of the λ-dependent ones) on one stream;
+- ``paths``: each item's known paths through the program (``PathMemo``): a policy that
+  reaches one is answered from it instead of interpreting the program again;
 - ``audit``: the audited search (``audited``, ``confirmed``) over a stream;
 - ``summary``: quality (F1 or exact match), per-policy rows, the λ sweep and the table;
 - ``intervals``: 95 % bootstrap intervals over queries, differences from ``largest`` paired
