@@ -59,7 +59,7 @@ QUERY = "red_circle_left_of_blue_square"  # a bool stream of the demo queries
 STREAM = "s1"
 #: the flows' default policy (``policies.specs.DEFAULT_POLICY``; a test holds them equal): the
 #: commands below run without ``--policy``, as an operator would
-POLICY = "confirmed"
+POLICY = "fmp"
 #: A hung S3 call fails with one line within this (storage.s3's timeouts and retries).
 HUNG_CALL_BOUND_S = 30.0
 #: A writer slot left by a killed feedback run is reclaimed within this (flows/locks.py).

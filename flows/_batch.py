@@ -77,7 +77,7 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
         raise ProgramError(f"{stream}/{batch}: the {policy!r} policy's program is invalid, "
                            f"no item was run: {exc}") from None
     pinned = pin(registry, program, policy, _pinned_version(settings, stream, policy),
-                 settings.lam, settings.seed)
+                 settings.lam, settings.seed, info.answer_type)
     learner, version, router = pinned.learner, pinned.version, pinned.router(stream, batch)
 
     manifest = batches.read_manifest(store, stream, batch)

@@ -148,7 +148,7 @@ def _learn(settings: Settings, store: ObjectStore, registry: Registry, db: Polic
     """Train on the ``pending`` label versions (item_id -> (seq, text)); save the version."""
     labels = {item: normalise_label(text, answer_type).value for item, (_, text) in pending.items()}
     latest = db.latest_version(stream, policy)
-    if policy_spec(policy).learner == "confirmed":
+    if policy_spec(policy).learner_for(answer_type) == "confirmed":
         return _audit(settings, store, registry, db, stream, batch, policy, program, answer_type,
                       rows, pending, labels, latest)
     pinned, n_examples = learn(registry, program, policy, latest, settings.lam, settings.seed,

@@ -34,8 +34,9 @@ def feedback_report(store: ObjectStore, registry: Registry, db: PolicyStore,
     if summary.new_version is not None:
         version = db.get_version(stream, policy, summary.new_version)
         note, parent = version.note, version.parent
-        program = load_program(batches.read_stream_info(store, stream), policy)
-        after = replayed_choices(registry, program, policy, version, stream, batch, rows)
+        info = batches.read_stream_info(store, stream)
+        program = load_program(info, policy)
+        after = replayed_choices(registry, program, policy, version, stream, batch, rows, info.answer_type)
 
     def per_item(total: float | None) -> float | None:
         return total / items_run if items_run and total is not None else None

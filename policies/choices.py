@@ -26,14 +26,15 @@ def made_choices(rows: list[ResultRow]) -> Shares:
 
 
 def replayed_choices(registry: Registry, program: Program, policy: str, version: PolicyVersion,
-                     stream: str, batch: str, rows: list[ResultRow]) -> Shares:
+                     stream: str, batch: str, rows: list[ResultRow], answer_type: str = "bool") -> Shares:
     """What ``version`` would choose on the same executed (item, call site) pairs.
 
     Routing is seeded by (stream, batch, policy, version), item and call site exactly as a
     batch run would be, so the counts are what the next batch would see on these items.
     """
     config = LearnerConfig.model_validate_json(version.config_json)
-    router = pin(registry, program, policy, version, config.lam, config.seed).router(stream, batch)
+    router = pin(registry, program, policy, version, config.lam, config.seed,
+                 answer_type).router(stream, batch)
     sites = {s.id: s for s in program.call_sites}
     counts: Shares = Counter()
     for row in rows:

@@ -46,7 +46,7 @@ def learn(registry: Registry, program: Program, policy: str, latest: PolicyVersi
           lam: float, seed: int, answer_type: Literal["bool", "str"],
           rows: list[ResultRow], labels: dict[str, bool | str]) -> tuple[PinnedPolicy, int]:
     """The latest version's learner updated on one batch, and the number of examples."""
-    pinned = pin(registry, program, policy, latest, lam, seed)
+    pinned = pin(registry, program, policy, latest, lam, seed, answer_type)
     examples = examples_from(rows, labels, answer_type, pinned.config, monolithic_flops(registry))
     pinned.learner.update(examples)
     return pinned, len(examples)
@@ -78,7 +78,7 @@ def audit(registry: Registry, program: Program, policy: str, latest: PolicyVersi
     configurations the descent tries, with the real backends (``image(batch, item_id)`` gives
     an item's pixels; ``kept``: calls earlier steps computed, ``policies.audit_calls``), and
     repin. Items are keyed ``batch/item_id`` in the learner."""
-    pinned = pin(registry, program, policy, latest, lam, seed)
+    pinned = pin(registry, program, policy, latest, lam, seed, answer_type)
     learner = pinned.learner
     if not isinstance(learner, ConfirmedLearner):
         raise TypeError(f"policy {policy!r} runs the {learner.name} learner; audits need 'confirmed'")

@@ -44,11 +44,12 @@ def routing_key(stream: str, batch: str, policy: str, version: int) -> str:
 
 
 def pin(registry: Registry, program: Program, policy: str, version: PolicyVersion | None,
-        lam: float, seed: int) -> PinnedPolicy:
-    """The policy at ``version`` (or its initial state with ``lam`` and ``seed`` when None)."""
+        lam: float, seed: int, answer_type: str = "bool") -> PinnedPolicy:
+    """The policy at ``version`` (or its initial state with ``lam`` and ``seed`` when None),
+    with its learner for streams of ``answer_type``."""
     spec = policy_spec(policy)
     config = pinned_config(spec, version, lam, seed)
     arms = arms_for(program, registry, spec)
     costs = unit_costs(registry, arms, program)
-    learner = build_learner(spec, config, arms, costs, version)
+    learner = build_learner(spec, config, arms, costs, version, answer_type)
     return PinnedPolicy(spec, version.version if version else 0, config, arms, costs, learner)

@@ -19,6 +19,12 @@ class PolicySpec:
     learner: str
     program: Literal["program", "monolithic"] = "program"
     options: dict[str, float] = field(default_factory=dict)
+    #: the learner on streams whose answers are text, where it differs from ``learner``
+    text_learner: str | None = None
+
+    def learner_for(self, answer_type: str) -> str:
+        """The learner this policy runs on a stream of ``answer_type`` ("bool" or "str")."""
+        return self.text_learner if self.text_learner and answer_type != "bool" else self.learner
 
 
 POLICIES: dict[str, PolicySpec] = {
@@ -30,9 +36,12 @@ POLICIES: dict[str, PolicySpec] = {
         # call-site cascades: run cheap, re-issue one rung up while the answer is not trusted
         # (benchmarks/README.md has its measurements)
         PolicySpec("cascade", "cascade"),
-        # the default: a static configuration searched by audits of labelled items, every "yes"
-        # confirmed on the largest backends (benchmarks/README.md, `fmp` = `confirmed`)
+        # a static configuration searched by audits of labelled items, every "yes" confirmed on
+        # the largest backends (benchmarks/README.md)
         PolicySpec("confirmed", "confirmed", options={"audit_start": 0.5}),
+        # the default: the benchmarks' recommended learner for the stream's answers, `confirmed`
+        # on yes/no streams, the call-site cascade on text streams (benchmarks/README.md, `fmp`)
+        PolicySpec("fmp", "confirmed", options={"audit_start": 0.5}, text_learner="cascade"),
         PolicySpec("cheapest", "cheapest"),
         PolicySpec("largest", "largest"),
         PolicySpec("random", "random"),
@@ -41,8 +50,8 @@ POLICIES: dict[str, PolicySpec] = {
 }
 
 #: The policy every flow, deployment and command runs unless told otherwise: the benchmarks'
-#: recommended learner (``fmp`` in ``python -m benchmarks.evaluate``).
-DEFAULT_POLICY = "confirmed"
+#: recommended learner for the stream's answers (``fmp`` in ``python -m benchmarks.evaluate``).
+DEFAULT_POLICY = "fmp"
 
 #: Learners whose choices never change with feedback (their labels can be ingested once).
 FIXED_LEARNERS = frozenset({"cheapest", "largest", "fixed", "random"})
@@ -69,8 +78,11 @@ def pinned_config(spec: PolicySpec, version: PolicyVersion | None, lam: float, s
 
 
 def build_learner(spec: PolicySpec, config: LearnerConfig, arms: dict[str, list[str]],
-                  costs: dict[str, float], version: PolicyVersion | None) -> Learner:
-    """The pinned version's learner, or the prior when the policy has no version yet."""
+                  costs: dict[str, float], version: PolicyVersion | None,
+                  answer_type: str = "bool") -> Learner:
+    """The pinned version's learner, or the prior when the policy has no version yet (the
+    policy's learner for streams of ``answer_type``)."""
+    name = spec.learner_for(answer_type)
     if version is None or not version.params:
-        return make_learner(spec.learner, config, arms, costs)
-    return load_learner(spec.learner, version.params, config, arms, costs)
+        return make_learner(name, config, arms, costs)
+    return load_learner(name, version.params, config, arms, costs)

@@ -45,9 +45,9 @@ from benchmarks.evaluate.runners import (
     ALL_POLICIES,
     DEFAULT_POLICIES,
     FMP,
-    RECOMMENDED,
     RUNNERS,
     Runner,
+    recommended,
     resolve,
     run_query,
 )
@@ -291,8 +291,9 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     queries = pick_queries(qs, args)
     # ``fmp`` names the recommended learner: it runs once, under its own name, and is
     # reported as ``fmp`` (and under its own name too when that was asked for as well)
-    alias = FMP in args.policies and RECOMMENDED in runners and FMP not in runners
-    asked = {resolve(p) if alias else p for p in args.policies}
+    rec = recommended(qs.answer_type)  # per answer type: confirmed (bool), cascade (text)
+    alias = FMP in args.policies and rec in runners and FMP not in runners
+    asked = {resolve(p, qs.answer_type) if alias else p for p in args.policies}
     unknown = sorted(asked - set(runners))
     if unknown:
         raise SystemExit(f"unknown policy(ies) {unknown}; valid: {[*runners, *([FMP] if alias else [])]}")
@@ -323,11 +324,11 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
         save_unit_flops(setup.table.root, ctx.registry, known_unit_flops(ctx.registry))
     metric = "F1" if qs.answer_type == "bool" else "EM"
     if alias:
-        keep = RECOMMENDED in args.policies
-        if RECOMMENDED in by_policy:
-            by_policy[FMP] = by_policy[RECOMMENDED] if keep else by_policy.pop(RECOMMENDED)
-        if RECOMMENDED in decision:
-            decision[FMP] = decision[RECOMMENDED] if keep else decision.pop(RECOMMENDED)
+        keep = rec in args.policies
+        if rec in by_policy:
+            by_policy[FMP] = by_policy[rec] if keep else by_policy.pop(rec)
+        if rec in decision:
+            decision[FMP] = decision[rec] if keep else decision.pop(rec)
     rows = sweep(by_policy, qs.answer_type, lams, mono_flops)
     boot = Bootstrap([q.id for q in queries], qs.answer_type, seed=settings.seed)
     add_intervals(rows, by_policy, qs.answer_type, boot)
@@ -336,7 +337,7 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     decision_us = {n: float(np.mean(v)) for n, v in decision.items() if v}
     main_lam = lams[0]
     main = at_lambda(rows, main_lam)
-    queries_rows = per_query(by_policy, qs.answer_type, main_lam, learner or RECOMMENDED)
+    queries_rows = per_query(by_policy, qs.answer_type, main_lam, learner or rec)
     queries_file = args.queries or default_queryset(args.benchmark)
     report = {"benchmark": qs.benchmark, "queries_file": str(queries_file),
               "seed": settings.seed, "queries": [q.id for q in queries], "scenes_per_query": scenes,
@@ -349,7 +350,7 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
               "call_table": None if setup.table is None else str(setup.table.root),
               "model_calls": {"computed": calls.computed, "loaded": calls.loaded,
                               "reused": calls.reused, "stored": calls.stored},
-              "fmp": RECOMMENDED if learner else None, "table": main, "sweep": rows,
+              "fmp": rec if learner else None, "table": main, "sweep": rows,
               "per_query": queries_rows, "fmp_vs_baselines": versus,
               "static_configurations": {f"{q}@{lam:g}": p for (q, lam), p in pins.items()}}
     out = Path(args.out or f".fmp/eval-{qs.benchmark}.json")
@@ -362,9 +363,9 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     print(f"{qs.benchmark}: {len(queries)} queries × {scenes} scenes (seed {settings.seed}), "
           f"λ = {main_lam:g}; monolithic = {mono} ({mono_flops / 1e9:.2f} GFLOPs/call)")
     print(table(main, metric, decision_us))
-    print(per_query_table(queries_rows, learner or RECOMMENDED, metric, main_lam))
+    print(per_query_table(queries_rows, learner or rec, metric, main_lam))
     if learner:
-        print(f"{FMP} = {RECOMMENDED}, the recommended learner")
+        print(f"{FMP} = {rec}, the recommended learner on {metric} ({qs.answer_type}) streams")
         print(dominance_table(versus, FMP, metric))
     print(f"λ sweep ({', '.join(f'{v:g}' for v in lams)}): {png}\n"
           f"written {out} in {time.time() - started:.0f}s")

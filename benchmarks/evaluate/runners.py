@@ -267,6 +267,11 @@ RUNNERS: dict[str, Runner] = {
 #: report's ``sweep`` and ``table``, and as the report's ``fmp`` key). The flows' policy of the
 #: same learner is ``confirmed`` (``policies/specs.py``).
 RECOMMENDED = "confirmed"
+#: The recommended learner per answer type: ``confirmed`` on yes/no streams, the call-site
+#: cascade on text streams (where ``confirmed`` has no rare positives to audit and no "yes" to
+#: confirm, and is below the hindsight static configuration: benchmarks/README.md). The
+#: flows' default policy ``fmp`` runs the same (``policies/specs.py``).
+RECOMMENDED_BY_ANSWER = {"bool": RECOMMENDED, "str": "cascade"}
 #: The name of the recommended learner.
 FMP = "fmp"
 #: Every policy, in the order the CLI lists them.
@@ -277,9 +282,14 @@ ALL_POLICIES = ("monolithic", "cheapest", "largest", "random", "static", "routin
 DEFAULT_POLICIES = tuple(n for n in ALL_POLICIES if n != RECOMMENDED)
 
 
-def resolve(name: str) -> str:
+def recommended(answer_type: str) -> str:
+    """The recommended learner on streams of ``answer_type`` ("bool" or "str")."""
+    return RECOMMENDED_BY_ANSWER["bool" if answer_type == "bool" else "str"]
+
+
+def resolve(name: str, answer_type: str = "bool") -> str:
     """The runner name a policy name stands for (``fmp`` → the recommended learner's)."""
-    return RECOMMENDED if name == FMP else name
+    return recommended(answer_type) if name == FMP else name
 
 
 #: Policies whose behaviour depends on λ (run once per λ of the sweep).

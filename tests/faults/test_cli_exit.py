@@ -33,5 +33,5 @@ def test_a_failing_flow_command_prints_one_error_line_and_no_nanobind_chatter(pr
     lines = failed.stderr.splitlines()
     assert "nanobind" not in failed.stderr, failed.stderr[-2000:]
     assert [ln for ln in lines if "error" in ln.lower()] == [
-        f"fmp feedback: error: {stream}/b0000: no complete results for policy 'confirmed'; "
+        f"fmp feedback: error: {stream}/b0000: no complete results for policy 'fmp'; "
         "run stream_batch first"]

@@ -53,7 +53,7 @@ def test_one_run_per_new_batch_however_often_discovery_runs(deployment: str, tmp
     store = open_store(str(tmp_path))
     for batch in ("b0001", "b0002", "b0003"):
         _publish(store, "d1", batch)
-    batches.write_results(store, "d1", "confirmed", "b0001", [], policy_version=0, program_id="p")
+    batches.write_results(store, "d1", "fmp", "b0001", [], policy_version=0, program_id="p")
     first = discover_batches(stream="d1", deployment=deployment, storage_url=str(tmp_path))
     again = discover_batches(stream="d1", deployment=deployment, storage_url=str(tmp_path))
     assert first == again == ["stream_batch/d1/b0002", "stream_batch/d1/b0003"]
@@ -61,9 +61,9 @@ def test_one_run_per_new_batch_however_often_discovery_runs(deployment: str, tmp
     assert sorted(runs) == ["stream_batch/d1/b0002", "stream_batch/d1/b0003"]
     run = runs["stream_batch/d1/b0002"][0]
     assert len(runs["stream_batch/d1/b0002"]) == 1 and run.state.type.value == "SCHEDULED"
-    assert run.parameters == {"stream": "d1", "batch": "b0002", "policy": "confirmed",
+    assert run.parameters == {"stream": "d1", "batch": "b0002", "policy": "fmp",
                               "storage_url": str(tmp_path)}
-    assert {"fmp", "stream:d1", "policy:confirmed", "query:red_circle"} <= set(run.tags)
+    assert {"fmp", "stream:d1", "policy:fmp", "query:red_circle"} <= set(run.tags)
 
 
 def test_a_failed_run_gets_a_successor_until_the_attempts_run_out(deployment: str, tmp_path: Path) -> None:

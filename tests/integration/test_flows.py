@@ -146,3 +146,29 @@ def test_the_same_flows_run_against_s3(prefect_harness, env, s3_store) -> None:
     summary, (fb,) = _run(env)
     assert (summary.items, summary.failed, fb.labelled, fb.new_version) == (8, 2, 6, 1)
     assert batches.list_results(s3_store, "s1", "learned") == ["b0001"]
+
+
+def test_the_default_policy_runs_the_recommended_learner_for_the_streams_answers(prefect_harness, env) -> None:
+    """``fmp`` (the default): ``confirmed`` on a yes/no stream, the call-site cascade on text."""
+    from flows.ingest_feedback import ingest_feedback
+    from flows.stream_batch import stream_batch
+    from policy_store.store import PolicyStore
+
+    store = open_store(env["storage_url"])
+    _publish(store, "yn", "b0001")
+    text = 'def execute_command(image):\n    return query(image, "What colour is the circle?")\n'
+    batches.write_stream_info(store, StreamInfo(
+        stream="txt", query_id="circle_colour", question="What colour is the circle?", answer_type="str",
+        program=text, monolithic_program=text))
+    rng = np.random.default_rng(1)
+    batches.write_batch(store, "txt", "b0001", [
+        (ManifestItem(item_id=f"t{k}", image=f"images/t{k}.png"),
+         encode_png(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))) for k in range(4)])
+    batches.write_labels(store, "txt", "b0001", [Label(item_id=f"t{k}", answer="red") for k in range(4)])
+    for stream in ("yn", "txt"):
+        assert stream_batch(stream=stream, **env) is not None
+        (fb,) = ingest_feedback(stream=stream, **env)
+        assert fb.new_version == 1
+    _, rows = PolicyStore(env["db_path"]).query(
+        "SELECT stream, policy, learner FROM policy_versions ORDER BY stream")
+    assert rows == [("txt", "fmp", "cascade"), ("yn", "fmp", "confirmed")]

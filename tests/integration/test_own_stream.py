@@ -118,10 +118,10 @@ def test_scheduled_feedback_ingests_every_registered_stream(
         assert main([*common, "run-batch", name]) == 0
     (root / "labels.csv").write_text("p0.png,yes\n")
     assert main([*common, "stream", "label", "two", str(root / "labels.csv")]) == 0
-    assert pending_by_stream("confirmed", **env) == {"two": ["b0000"]}
+    assert pending_by_stream("fmp", **env) == {"two": ["b0000"]}
     summaries = ingest_feedback_all(**env)
     assert [(s.stream, s.batch, s.labelled) for s in summaries] == [("two", "b0000", 1)]
-    assert pending_by_stream("confirmed", **env) == {}
+    assert pending_by_stream("fmp", **env) == {}
 
 
 def test_unknown_streams_fail_with_the_known_ones_listed(

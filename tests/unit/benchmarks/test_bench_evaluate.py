@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.evaluate.cli import evaluate, parser
-from benchmarks.evaluate.runners import ALL_POLICIES, DEFAULT_POLICIES, LAMBDA_POLICIES, RUNNERS
+from benchmarks.evaluate.runners import ALL_POLICIES, DEFAULT_POLICIES, LAMBDA_POLICIES, RUNNERS, resolve
 from benchmarks.speed import differences
 
 
@@ -101,6 +101,13 @@ def test_the_runner_table_covers_every_policy_and_runs_prerequisites_first():
     for name, runner in RUNNERS.items():
         for need in runner.needs:
             assert not RUNNERS[need].per_lambda and order.index(need) < order.index(name), (name, need)
+    # fmp: the recommended learner per answer type, the one the flows' default policy runs
+    from policies.specs import DEFAULT_POLICY, policy_spec
+
+    for answer_type in ("bool", "str"):
+        assert resolve("fmp", answer_type) == policy_spec(DEFAULT_POLICY).learner_for(answer_type)
+    assert (resolve("fmp", "bool"), resolve("fmp", "str"), resolve("learned", "str")) == \
+        ("confirmed", "cascade", "learned")
 
 
 def test_a_policy_table_is_injected_and_only_asked_policies_are_reported(tmp_path):

@@ -135,7 +135,7 @@ def test_policy_show_lists_versions_and_rollback_adds_one(
 
 def test_policy_show_without_versions(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", str(db), "policy", "show", "other"]) == 0  # the default policy
-    assert capsys.readouterr().out == ("other/confirmed: no policy version yet (the prior routes "
+    assert capsys.readouterr().out == ("other/fmp: no policy version yet (the prior routes "
                                        "until the first feedback)\n")
 
 

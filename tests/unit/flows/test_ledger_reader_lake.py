@@ -20,12 +20,12 @@ def test_ledger_and_policy_show_read_the_lake_not_the_local_file(
     url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}?data_path={tmp_path / 'lake'}/"
     lake = PolicyStore(url)
     lake.init()
-    lake.save_version("s1", "confirmed", "confirmed", "{}", b"v1", None, note="in the lake")
+    lake.save_version("s1", "fmp", "confirmed", "{}", b"v1", None, note="in the lake")
     monkeypatch.setenv("FMP_HOME", str(tmp_path / "home"))  # no local ledger file there
     monkeypatch.setenv("FMP_STORE_URL", url)
     assert main(["ledger", "SELECT stream, policy, version FROM policy_history"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2].split() == ["s1", "confirmed", "1"] and out[3] == "(1 row)"
+    assert out[2].split() == ["s1", "fmp", "1"] and out[3] == "(1 row)"
     assert main(["policy", "show", "s1"]) == 0
     assert "in the lake" in capsys.readouterr().out
     assert not (tmp_path / "home" / "fmp.duckdb").exists()
