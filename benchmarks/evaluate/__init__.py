@@ -24,7 +24,8 @@ sampling), ``shared`` (shared-model Thompson sampling, warm-started across queri
 ``shared-budget`` (the same, holding a cost budget per item by adjusting λ online),
 ``audited`` and ``confirmed`` (a static configuration searched online by audits of
 labelled items; ``confirmed`` also re-runs every "yes" on the largest backends), ``fmp``
-(the recommended learner, today ``confirmed``),
+(the recommended learner for the benchmark's answers: ``confirmed`` on yes/no, ``cascade``
+on text; the flows' default policy runs the same),
 ``cascade`` (call-site cascades: each call runs cheap and is re-issued one rung up while a
 learned confidence threshold does not trust the answer; every rung is charged) and
 ``oracle`` (per item, the cheapest run that answers right: the physical limit).
@@ -38,7 +39,7 @@ Modules, one concern each:
 - ``harness``: the item streams, the evaluation context and settings, and running a
   learner over a stream batch by batch with the shared call cache and delayed labels;
 - ``runners``: the policies and ``RUNNERS``, the table of policy names → runners, and
-  ``RECOMMENDED``, the learner the name ``fmp`` stands for; ``run_query`` runs a table's
+  ``recommended(answer_type)``, the learner the name ``fmp`` stands for; ``run_query`` runs a table's
   policies (every λ of the λ-dependent ones) on one stream;
 - ``paths``: each item's known paths through the program (``PathMemo``): a policy that
   reaches one is answered from it instead of interpreting the program again;
