@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from policy_store.store import PolicyStore
 
 #: Line colours per policy (others take the spare ones in name order).
-COLOURS = {"confirmed": "#d62728", "learned": "#1f77b4", "cheapest": "#2ca02c", "largest": "#ff7f0e",
-           "monolithic": "#7f7f7f", "random": "#9467bd"}
+COLOURS = {"fmp": "#d62728", "confirmed": "#e6550d", "learned": "#1f77b4", "cheapest": "#2ca02c",
+           "largest": "#ff7f0e", "monolithic": "#7f7f7f", "random": "#9467bd"}
 _SPARE = ("#8c564b", "#e377c2", "#17becf", "#bcbd22")
 PANEL_W, PANEL_H = 320, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 52, 24, 28, 46  # margins inside a panel

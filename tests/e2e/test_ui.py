@@ -24,9 +24,9 @@ pytestmark = pytest.mark.e2e
 STREAM = "red_circle_left_of_blue_square"
 BATCH_RUN = f"stream_batch/{STREAM}/b0000"
 FEEDBACK_RUN = f"ingest_feedback/{STREAM}/b0000"
-BATCH_KEY = "batch-red-circle-left-of-blue-square-confirmed"
-FEEDBACK_KEY = "feedback-red-circle-left-of-blue-square-confirmed"
-TREND_KEY = "trend-red-circle-left-of-blue-square-confirmed"
+BATCH_KEY = "batch-red-circle-left-of-blue-square-fmp"
+FEEDBACK_KEY = "feedback-red-circle-left-of-blue-square-fmp"
+TREND_KEY = "trend-red-circle-left-of-blue-square-fmp"
 FAKE_BACKENDS = ("det-cheap", "det-big", "attr-cheap", "attr-big")
 SHOTS = REPO / ".fmp" / "e2e"
 
@@ -147,15 +147,15 @@ def test_the_trend_artifact_shows_its_chart_as_an_image(stack: Stack) -> None:
 def test_fmp_report_html_renders_its_chart_in_chromium(stack: Stack, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     out = run([str(BIN / "fmp"), "report", STREAM, "--html", str(page)], stack.env)
-    assert out.startswith(f"wrote {page}: {STREAM}, 1 batch, policies confirmed")
+    assert out.startswith(f"wrote {page}: {STREAM}, 1 batch, policies fmp")
     dom = chromium(page.as_uri(), SHOTS / "report.png", ('id="trend-chart"', STREAM))
     assert f"<h1>{STREAM}</h1>" in dom and '<svg xmlns="http://www.w3.org/2000/svg" id="trend-chart"' in dom
-    assert dom.count('<g class="panel">') == 3 and "confirmed" in dom
+    assert dom.count('<g class="panel">') == 3 and ">fmp</text>" in dom
     assert (SHOTS / "report.png").stat().st_size > 10_000
 
 
 def test_the_ledger_answers_in_sql_after_the_worker_ran(stack: Stack) -> None:
     out = run([str(BIN / "fmp"), "ledger", "SELECT policy, items_run, monolithic_flops, "
                "savings >= 0.96 AS saved FROM ledger_savings"], stack.env)
-    assert out.splitlines()[2].split() == ["confirmed", "4", "200000", "True"]
+    assert out.splitlines()[2].split() == ["fmp", "4", "200000", "True"]
     assert Path(stack.env["FMP_HOME"], "fmp.duckdb").exists()
