@@ -350,24 +350,23 @@ def audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], f
     """:func:`shadow_run` that also says what the run would cost on its own: (answer, the
     FLOPs of all its calls, the FLOPs of the calls not in ``free``, which join it).
     ``memo``: runs of ``program`` made before (``RunMemo``), read back instead of run again."""
-    if memo is not None and memo.program is program:
-        known = memo.get(image, assignment, fallback)
-        if known is None:
-            path: list[tuple[str, str]] = []
-            calls: list[tuple[CallKey, float]] = []
-            answer = _audit_run(program, image, assignment, fallback, cache, limits, path, calls)
+    known = memo.get(image, assignment, fallback) if memo is not None and memo.program is program else None
+    if known is None:
+        path: list[tuple[str, str]] = []
+        calls: list[tuple[CallKey, float]] = []
+        answer = _audit_run(program, image, assignment, fallback, cache, limits, path, calls)
+        if memo is not None and memo.program is program:
             memo.add(image, path, answer, calls)
-        else:
-            answer, calls_made = known
-            calls = list(calls_made)
-        charged = total = 0.0
-        for key, flops in calls:
-            total += flops
-            if key not in free:
-                charged += flops
-                free.add(key)
-        return answer, total, charged
-    return _audit_run_free(program, image, assignment, fallback, cache, free, limits)
+    else:
+        answer, calls_made = known
+        calls = list(calls_made)
+    charged = total = 0.0
+    for key, flops in calls:  # in call order: a call made twice in one run is charged once
+        total += flops
+        if key not in free:
+            charged += flops
+            free.add(key)
+    return answer, total, charged
 
 
 def _audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], fallback: dict[str, str],
@@ -395,30 +394,3 @@ def _audit_run(program: Program, image: np.ndarray, assignment: dict[str, str], 
         return stop.value
     except (FmpModuleError, RecursionError):
         return None
-
-
-def _audit_run_free(program: Program, image: np.ndarray, assignment: dict[str, str],
-                    fallback: dict[str, str], cache: CallCache, free: set[CallKey],
-                    limits: Limits) -> tuple[Any, float, float]:
-    charged = total = 0.0
-    gen = Interpreter(program, image, limits).run()
-    value: Any = None
-    try:
-        while True:
-            pending = gen.send(value)
-            site = pending.site.id
-            backend = assignment.get(site) or fallback[site]
-            key = cache.key(backend, pending.call)
-            got = cache.get_many(backend, [pending.call])[0]
-            total += got.output.usage.flops
-            if key not in free:
-                charged += got.output.usage.flops
-                free.add(key)
-            if isinstance(got.output.value, CallFailure):
-                gen.close()
-                return None, total, charged
-            value = got.output.value
-    except StopIteration as stop:
-        return stop.value, total, charged
-    except (FmpModuleError, RecursionError):
-        return None, total, charged

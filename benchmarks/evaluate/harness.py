@@ -7,12 +7,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from benchmarks.counterfactual import CallCache, RunMemo, cached_round_runner, shadow_run
-from benchmarks.evaluate.paths import memo_for
+from benchmarks.evaluate.paths import PathMemo
 from benchmarks.queryset import BenchQuery, QuerySet
 from benchmarks.sampling import Plan, draw_stream
 from modules import embedding
@@ -25,6 +25,8 @@ from policy_store.learners.base import Example, Learner
 from policy_store.learners.config import LearnerConfig
 from policy_store.learners.features import item_features
 from policy_store.rewards import item_loss, split_reward
+
+M = TypeVar("M", PathMemo, RunMemo)
 
 #: Embedding, plus one posterior draw per candidate (d² multiply-adds, d = 25).
 FMP_DECISION_FLOPS = 3 * 2 * 25 * 25
@@ -102,15 +104,21 @@ class Context:
     #: ("runs", program) → its audit and shadow runs so far (``RunMemo``)
     paths: dict[Any, Any] = field(default_factory=dict)
 
-    def run_memo(self, program: Program) -> RunMemo | None:
-        """The memo of ``program``'s audit and shadow runs in this phase (None when
+    def path_memo(self, query_id: str, program: Program) -> PathMemo | None:
+        """The paths ``program``'s items took on query ``query_id`` in this phase (None when
         ``Settings.path_memo`` is off or on the baseline path)."""
+        return self._memo((query_id, id(program)), program, PathMemo)
+
+    def run_memo(self, program: Program) -> RunMemo | None:
+        """The memo of ``program``'s audit and shadow runs in this phase (None as above)."""
+        return self._memo(("runs", id(program)), program, RunMemo)
+
+    def _memo(self, key: tuple[str, int], program: Program, kind: Callable[[Program], M]) -> M | None:
         if not self.settings.path_memo or self.settings.baseline:
             return None
-        key = ("runs", id(program))
         memo = self.paths.get(key)
-        if memo is None or memo.program is not program:
-            memo = self.paths[key] = RunMemo(program)
+        if memo is None or memo.program is not program:  # one per program object
+            memo = self.paths[key] = kind(program)
         return memo
 
 
@@ -202,8 +210,7 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
     shadow_rng = np.random.default_rng([settings.seed, shadow_key])
     times = ctx.decision_us.setdefault(name, [])
     router = policy_router(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
-    memo = (memo_for(ctx.paths, stream.query.id, program)
-            if settings.path_memo and not settings.baseline and not learner.escalates else None)
+    memo = None if learner.escalates else ctx.path_memo(stream.query.id, program)
     rng = np.random.default_rng([settings.seed, zlib.crc32(f"labels/{name}".encode())])
     out: list[ItemResult] = []
     waiting: list[list[Example]] = []

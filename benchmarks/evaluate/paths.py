@@ -77,10 +77,11 @@ class PathMemo:
         self.executed = 0  # items that ran on the executor
 
     def run_batch(self, items: list[ItemInput], router: Router, run_round: RoundRunner,
-                  answer_type: str, key: Callable[[str, Call], Any] | None = None,
+                  answer_type: str, key: Callable[[str, Call], Any],
                   ) -> tuple[list[ItemOutcome], set[Any]]:
         """Every item's outcome, in order, and the call keys (``key(backend, call)``) of
-        every call the batch's runs made (empty when ``key`` is None)."""
+        every call the batch's runs made (kept with each path, so a walked item reports its
+        calls as an executed one would)."""
         out: dict[str, ItemOutcome] = {}
         keys: set[Any] = set()
         made: dict[str, dict[str, Route]] = {}
@@ -103,8 +104,7 @@ class PathMemo:
             seen: dict[str, list[Any]] = {it.item_id: [] for it in left}
 
             def observe(item_id: str, backend: str, call: Call) -> None:
-                if key is not None:
-                    seen[item_id].append(key(backend, call))
+                seen[item_id].append(key(backend, call))
 
             ran = BatchExecutor(self.program, _Replaying(router, made), run_round, answer_type,
                                 observe=observe).run(left)
@@ -134,11 +134,3 @@ class PathMemo:
         self._nodes[(item_id, path)] = _Done(outcome.status, outcome.answer, outcome.error,
                                             tuple(outcome.decisions), keys)
 
-
-def memo_for(memos: dict[Any, PathMemo], query_id: str, program: Program) -> PathMemo:
-    """The memo of ``program`` on query ``query_id`` (one per program object)."""
-    key = (query_id, id(program))
-    memo = memos.get(key)
-    if memo is None or memo.program is not program:
-        memo = memos[key] = PathMemo(program)
-    return memo

@@ -264,8 +264,7 @@ RUNNERS: dict[str, Runner] = {
                             per_lambda=True, across_queries=True),
 }
 #: The recommended learner: the policy the name ``fmp`` stands for (in ``--policies``, in the
-#: report's ``sweep`` and ``table``, and as the report's ``fmp`` key). The flows' policy of the
-#: same learner is ``confirmed`` (``policies/specs.py``).
+#: report's ``sweep`` and ``table``, and as the report's ``fmp`` key) on yes/no benchmarks.
 RECOMMENDED = "confirmed"
 #: The recommended learner per answer type: ``confirmed`` on yes/no streams, the call-site
 #: cascade on text streams (where ``confirmed`` has no rare positives to audit and no "yes" to

@@ -179,7 +179,7 @@ def test_remembered_paths_give_the_executors_outcomes_and_ask_each_site_once():
     assert memo.walked > 0 and memo.executed > 0
     again = Seeded(0)
     before = memo.executed
-    memo.run_batch(items, again, cached_round_runner(cache), "bool")
+    memo.run_batch(items, again, cached_round_runner(cache), "bool", cache.key)
     assert memo.executed == before  # every path of round 0 is known: nothing interpreted
 
 
