@@ -72,8 +72,11 @@ from storage.children import die_with_parent
 from storage.moto import free_port
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-#: Scripted backends (no trained weights, deterministic answers and costs).
-DEFAULT_CATALOG = CHECKOUT / "tests" / "integration" / "fake_catalog.yaml"
+#: The trained backends the flows run (``modules/catalog.yaml``): the rounds' ledgers carry
+#: real model costs, and the throughput table real model compute.
+DEFAULT_CATALOG = CHECKOUT / "modules" / "catalog.yaml"
+#: Scripted backends (no trained weights, deterministic answers and costs): the kill test's.
+SCRIPTED_CATALOG = CHECKOUT / "tests" / "integration" / "fake_catalog.yaml"
 POOL = "fmp-cluster"
 BUCKET = "s3://fmp-cluster/objects"
 #: Runs per batch (or per stream's feedback) before the round gives up on it.

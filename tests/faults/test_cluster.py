@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cluster import Options, postgres_bin, report, run
+from benchmarks.cluster import SCRIPTED_CATALOG, Options, postgres_bin, report, run
 from policy_store import PolicyStoreError
 from policy_store.lake import extension_path
 
@@ -39,7 +39,8 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(root: Path) -> None:
     except PolicyStoreError as exc:
         pytest.skip(f"DuckLake store: {exc}")
     lines: list[str] = []
-    rounds = run(root, [3], Options(streams=4, batches=1, batch_size=80), kill=True, echo=lines.append)
+    options = Options(streams=4, batches=1, batch_size=80, catalog=SCRIPTED_CATALOG)  # orchestration only
+    rounds = run(root, [3], options, kill=True, echo=lines.append)
     print("\n".join(lines) + report(rounds))
     (r,) = rounds
     # a worker was killed while its flow run computed a batch, before that batch's results ...
