@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,17 +15,21 @@ from modules.program import parse_program
 
 from bench_oracle import Oracle
 
+HELDOUT = Path(__file__).resolve().parents[3] / "benchmarks" / "querysets"
 
-@pytest.mark.parametrize("benchmark", ["binary", "openform"])
-def test_reference_programs_match_truth_on_exact_modules(benchmark: str) -> None:
-    qs = load_queryset(default_queryset(benchmark))
+
+@pytest.mark.parametrize("path", [default_queryset("binary"), default_queryset("openform"),
+                                  HELDOUT / "heldout-binary.yaml", HELDOUT / "heldout-openform.yaml"],
+                         ids=lambda p: Path(p).stem)
+def test_reference_programs_match_truth_on_exact_modules(path: Path) -> None:
+    qs = load_queryset(path)
     facts = load_facts()
     rng = np.random.default_rng(11)
     wrong = []
     for query in qs.queries:
         drawn = []
         hint: Hint | None
-        for k in range(4):  # positive / near miss or distractor / two random
+        for k in range(6):  # positive / near miss or distractor / four random
             if k == 0:
                 hint, want = query.positive[0], (lambda a: a is True) if qs.answer_type == "bool" else (lambda a: a != NA)
             elif k == 1:
