@@ -10,12 +10,15 @@ polarity a (positive or not: ``modules.executor.positive_answer``) and confidenc
 
 by self-supervision, no label needed: whenever an answer was escalated, the next rung
 answered the same call and ``RungRecord.agreed`` says whether the two agreed; chained up to
-the call's final answer. This evidence is a property of the backends, not of the question,
-so it is pooled over every call site of the function and carries over to later programs
-(``start_program``). The estimates are smoothed to fall with confidence (pool adjacent
-violators) and made pessimistic (prior 1 disagreement in 2, ``cascade_z`` standard errors
-up): with no evidence every answer escalates to the top rung, and the cascade moves down as
-the cheap rungs prove to repeat the larger ones.
+the call's final answer. This evidence is mostly a property of the backends, so it is
+pooled over every call site of the function and carries over to later programs
+(``start_program``); but not only (a fact table that knows a question's canonical wording
+says "unknown" to a paraphrase), so each site also counts its own, and the pooled evidence
+stands beside it as a prior worth at most ``cascade_pooled_weight`` answers. The estimates
+are smoothed to fall with confidence (pool adjacent violators) and made pessimistic (prior
+1 disagreement in 2, ``cascade_z`` standard errors up): with no evidence every answer
+escalates to the top rung, and the cascade moves down as the cheap rungs prove to repeat the
+larger ones.
 
 **What a changed answer costs the item** (H(a), per call site, from the labels): when a
 cheap answer of polarity a differed from the final one, keeping it might have changed the
@@ -31,7 +34,8 @@ site starts from the largest such cost among the known sites of its function (ha
 largest loss weight before there are any).
 
 **Decisions.** Keeping rung k's answer costs q·H; escalating costs λ times what an escalation
-from rung k has been seen to run (the rungs above it; before any, all of them). Per (call
+from rung k has been seen to run (the rungs above it; before any, rung k+1 plus, for the
+share of answers rung k+1's own table would pass on, an escalation from k+1). Per (call
 site, rung, polarity) the answers kept are those at or above the lowest confidence bin whose
 own smoothed q, and whose region's pooled pessimistic q (that bin and all above), keep
 q·H below the cost of escalating: a learned confidence threshold. An answer that is not kept
@@ -39,9 +43,10 @@ goes one rung up, or straight two up where the rung between has mostly passed su
 on as well (its cost would be spent for nothing). Items start on the
 cheapest rung, or on a larger one once the rungs below have answered
 ``cascade_min_evidence`` calls at the site and starting above them is expected to cost
-less. A share ``cascade_audit`` of kept answers (less where the next rung is costly) is
-escalated anyway, and a share of the items that would start above the cheapest rung start
-on it, so that calibration keeps up with drift. Decisions are table look-ups (a few µs);
+less. A share ``cascade_audit`` of kept answers (less where the next rung is costly, none
+where one call of it costs more at λ than the most a kept answer can cost) is escalated
+anyway, and a share of the items that would start above the cheapest rung start on it, so
+that calibration keeps up with drift. Decisions are table look-ups (a few µs);
 the tables are rebuilt in ``update``.
 """
 
@@ -66,7 +71,9 @@ EDGES = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 NO_CONF = len(EDGES) + 1
 BINS = NO_CONF + 1
 _CALIBRATION = ("seen", "agree", "disagree", "escalation", "onward")
-_SITE = ("labels", "right", "harm", "ran")
+_SITE = ("labels", "right", "harm", "ran", "agree", "disagree")
+#: Site fields a blob saved before they existed may lack (restored as zeros).
+_SITE_OPTIONAL = ("agree", "disagree")
 
 
 def confidence_bin(confidence: float | None) -> int:
@@ -97,6 +104,9 @@ class _Site:
         # per polarity of a changed cheap answer: [loss sum, count] estimated, [sum, count] measured
         self.harm = np.zeros((2, 4))
         self.ran = np.zeros(rungs)  # answers per rung at this site
+        # this site's own agreement evidence (as ``_Calibration``'s): it overrules the pooled one
+        self.agree = np.zeros((rungs, 2, BINS))
+        self.disagree = np.zeros((rungs, 2, BINS))
         self.trust = np.zeros((rungs, 2, BINS), dtype=bool)
         self.trust_rows: list[list[list[bool]]] = self.trust.tolist()
         self.jump_rows: list[list[list[int]]] = np.ones((rungs, 2, BINS), dtype=int).tolist()
@@ -107,11 +117,12 @@ class _Site:
 class CascadeLearner(Learner):
     """Learns per call site and rung when an answer can be kept; escalates the others.
 
-    The agreement evidence of a rung is a property of the backends, not of the question: it is
-    pooled over every call site of the same function (``exists@2:11`` and ``exists@4:11``,
-    and, through ``start_program``, the sites of later programs), so a new call site starts
-    calibrated. What an error costs is a property of the call site and its program: kept per
-    site, and started afresh for a new program.
+    The agreement evidence of a rung is mostly a property of the backends: it is pooled over
+    every call site of the same function (``exists@2:11`` and ``exists@4:11``, and, through
+    ``start_program``, the sites of later programs), so a new call site starts calibrated, and
+    each site's own evidence overrules the pooled prior as it accumulates. What an error costs
+    is a property of the call site and its program: kept per site, and started afresh for a
+    new program.
     """
 
     name = "cascade"
@@ -232,8 +243,10 @@ class CascadeLearner(Learner):
                     agrees = agrees and bool(rung.agreed)
                     if agrees:
                         calibration.agree[k, a, b] += 1
+                        site.agree[k, a, b] += 1
                         continue
                     calibration.disagree[k, a, b] += 1
+                    site.disagree[k, a, b] += 1
                     if ex.label is not None:
                         loss = _changed_loss(ex.label, wrong, a == yes_side, final.positive == bool(yes_side),
                                              self.config)
@@ -260,15 +273,25 @@ class CascadeLearner(Learner):
         harm = [self._harm(site, a, _family(call_site)) for a in (0, 1)]
         site.trust[:] = False
         start, best = top, lam * costs[top]  # the objective per call of starting on each rung
+        # the prior cost of an escalation from rung k: rung k+1, and what k+1 passes on in turn
+        # (its share of answers not kept, as its own table decides) at k+1's prior; the top
+        # passes nothing on. A flat "every rung above" deadlocked cheap ladders under a costly
+        # top: a nearly free next rung looked as dear as the top, so nothing escalated, and
+        # nothing escalated ever showed what an escalation costs.
+        chain, passes = 0.0, 0.0
         for k in range(top - 1, -1, -1):
+            chain = costs[k + 1] + passes * chain
             spent, n = calibration.escalation[k]
-            escalate = lam * (spent + sum(costs[k + 1:])) / (n + 1.0)  # prior: every rung above
+            escalate = lam * (spent + chain) / (n + 1.0)
             expected = np.full((2, BINS), escalate)
             for a in (0, 1):
-                q, trust = self._trusted(calibration, k, a, escalate / harm[a] if harm[a] > 0 else np.inf)
+                q, trust = self._trusted(calibration, site, k, a,
+                                         escalate / harm[a] if harm[a] > 0 else np.inf)
                 site.trust[k, a] = trust
                 expected[a] = np.where(trust, q * harm[a], escalate)
             seen = calibration.seen[k]
+            passes = float((seen * ~site.trust[k]).sum() / seen.sum()) if seen.sum() else \
+                float(np.mean(~site.trust[k]))
             here = lam * costs[k] + (float((seen * expected).sum() / seen.sum()) if seen.sum() else escalate)
             if (k == 0 or self._shown(site, k)) and here < best:
                 start, best = k, here
@@ -279,7 +302,10 @@ class CascadeLearner(Learner):
                 jump[costs[k + 1] + onward * costs[k + 2] > costs[k + 2]] = 2
             site.jump_rows[k] = jump.tolist()
             nxt = costs[k + 1]
-            site.audit[k] = self.config.cascade_audit * (
+            # an audit shows whether rung k's kept answers are safe; where one call of rung k+1
+            # costs more (at λ) than the most a kept answer can cost the item, escalating never
+            # pays whatever it shows, so nothing is audited
+            site.audit[k] = 0.0 if lam * nxt >= max(harm) else self.config.cascade_audit * (
                 1.0 if nxt <= 0 else min(1.0, self.config.cascade_audit_cost / nxt))
         site.audit[top] = 0.0
         site.trust_rows = site.trust.tolist()
@@ -289,15 +315,25 @@ class CascadeLearner(Learner):
         """Whether every rung below k has answered enough calls at the site to be skipped."""
         return all(site.ran[j] >= self.config.cascade_min_evidence for j in range(k))
 
-    def _trusted(self, calibration: _Calibration, k: int, a: int, tolerable: float
+    def _trusted(self, calibration: _Calibration, site: _Site, k: int, a: int, tolerable: float
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Per bin of rung ``k``, polarity ``a``: the smoothed disagreement rate q (falling with
         confidence: pool adjacent violators, prior 1 disagreement in 2) and whether answers in
         the bin are kept: bins at or above the lowest t with q_t ≤ ``tolerable`` and the
         pooled rate of bins ≥ t, ``cascade_z`` standard errors up, ≤ ``tolerable`` too.
-        Answers without a confidence are kept on their own pessimistic rate."""
-        d = calibration.disagree[k, a]
-        n = calibration.agree[k, a] + d
+        Answers without a confidence are kept on their own pessimistic rate.
+
+        The evidence is the site's own answers plus the function's pooled ones scaled down to
+        at most ``cascade_pooled_weight`` answers (per rung and polarity, bins in proportion):
+        a new site starts from what the function's rungs did elsewhere, and its own answers
+        overrule that where its question differs (a fact table that knows the canonical
+        wording answers "unknown" to a paraphrase, and a rung above that does not know it
+        either agrees: elsewhere "unknown" was safe to keep, here it is wrong)."""
+        pooled_d, pooled_n = calibration.disagree[k, a], calibration.agree[k, a] + calibration.disagree[k, a]
+        total = float(pooled_n.sum())
+        w = min(1.0, self.config.cascade_pooled_weight / total) if total > 0 else 0.0
+        d = site.disagree[k, a] + w * pooled_d
+        n = site.agree[k, a] + site.disagree[k, a] + w * pooled_n
         q = np.empty(BINS)
         blocks: list[list[float]] = []  # [disagreements, answers, first bin, last bin]
         for b in range(NO_CONF):
@@ -419,7 +455,10 @@ class CascadeLearner(Learner):
                         continue
                     site = _Site(len(learner.arms[name]))
                     for field in _SITE:
-                        _restore(site, field, npz[f"site_{field}{i}"])
+                        key = f"site_{field}{i}"
+                        if field in _SITE_OPTIONAL and key not in npz:
+                            continue  # saved before sites kept their own agreement evidence
+                        _restore(site, field, npz[key])
                     learner._sites[name] = site
         except (ValueError, KeyError, OSError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise LearnerError(f"cascade: cannot read learner blob ({len(blob)} bytes): {exc}") from exc

@@ -90,6 +90,11 @@ class LearnerConfig(BaseModel):
         0.01, gt=0.0, description="Cascade: next-rung cost (monolithic calls) above which the audit "
         "share shrinks in proportion."
     )
+    cascade_pooled_weight: float = Field(
+        20.0, ge=0.0, description="Cascade: at most this many answers' worth of the function's pooled "
+        "agreement evidence stands beside a call site's own, per rung and polarity (the pooled "
+        "evidence is a prior the site's own answers overrule)."
+    )
     cascade_min_evidence: int = Field(
         50, ge=0, description="Cascade: answers a rung must have given at a call site before an item "
         "may start above it (skip a rung that rarely keeps its answer)."

@@ -222,3 +222,60 @@ def test_an_answer_goes_straight_to_the_top_when_the_middle_rung_passes_such_ans
              RungRecord(backend="large", positive=True))
     learner.update([Example(SITE, "large", X, 0.0, 1.0, 0.0, f"i{i}", chain, False) for i in range(60)])
     assert learner.escalate(SITE, "small", 0.6, True, X, rng) == Choice("large", 1.0)
+
+
+def test_a_nearly_free_next_rung_is_tried_at_a_high_lambda_under_a_costly_top() -> None:
+    """Before any escalation, what escalating from the cheapest rung costs is the next rung
+    plus what that rung would pass on: under a top rung too dear for λ, the middle one keeps
+    its answers, so escalating to it costs almost nothing and an unsure cheap answer goes up.
+    (Priced as every rung above, the top's cost blocked every escalation, and with none made
+    the cascade never learned what one costs.)"""
+    arms = {SITE: ["small", "mid", "top"]}
+    costs = {"small": 1e-9, "mid": 1e-7, "top": 0.05}
+    learner = CascadeLearner(LearnerConfig(lam=1024.0, cascade_audit=0.0), arms, costs)
+    rng = np.random.default_rng(0)
+    assert learner.escalate(SITE, "small", None, False, X, rng) == Choice("mid", 1.0)
+    assert learner.escalate(SITE, "mid", None, False, X, rng) is None  # the top costs 51 loss units here
+    # at a low λ the middle rung passes unsure answers on, so the prior is every rung above again
+    low = CascadeLearner(LearnerConfig(lam=0.01, cascade_audit=0.0), arms, costs)
+    assert low.escalate(SITE, "mid", None, False, X, rng) == Choice("top", 1.0)
+    assert low.escalate(SITE, "small", None, False, X, rng) is not None
+
+
+def _escalated(site: str, n: int, agreed: bool, first: int = 0) -> list[Example]:
+    """``n`` calls at ``site`` whose cheap answer (negative, no confidence) was escalated and
+    the large rung agreed or not; labels follow the large rung."""
+    rungs = (RungRecord(backend="small", confidence=None, positive=False, agreed=agreed),
+             RungRecord(backend="large", confidence=None, positive=not agreed))
+    return [Example(site, "large", X, 0.0, 1.0, 0.0, f"i{first + i}", rungs, not agreed) for i in range(n)]
+
+
+def test_a_sites_own_disagreement_overrules_the_functions_pooled_agreement() -> None:
+    """Elsewhere the cheap rung's unsure "no" always matched the large rung, so a new site of
+    the same function starts trusting it; where it does not hold there, the site's own answers
+    overrule the pooled evidence (which stands as a prior of ``cascade_pooled_weight`` answers)."""
+    other = "exists@4:11"
+    learner = CascadeLearner(LearnerConfig(lam=5.0, cascade_audit=0.0), {SITE: ["small", "large"]}, COSTS)
+    for start in range(0, 400, 50):
+        learner.update(_escalated(SITE, 50, agreed=True, first=start))
+    assert learner.trusts(SITE, "small", None, False)
+    learner.start_program({other: ["small", "large"]}, COSTS)
+    assert learner.trusts(other, "small", None, False)  # calibrated by the pooled evidence
+    learner.update(_escalated(other, 15, agreed=False))
+    assert not learner.trusts(other, "small", None, False)
+    assert learner.trusts(SITE, "small", None, False)  # the first site keeps its own record
+
+
+def test_no_audits_where_the_next_rung_costs_more_than_a_kept_answer_can() -> None:
+    """An audit escalates a kept answer to learn whether keeping it is safe; where one call of
+    the next rung costs more at λ than a kept answer can cost the item, no finding could make
+    escalating pay, so there are none. At a low λ the same kept answers are audited."""
+    rng = np.random.default_rng(0)
+    for lam, audited in ((1e5, False), (1.0, True)):
+        learner = CascadeLearner(LearnerConfig(lam=lam, cascade_audit=1.0, cascade_audit_cost=1.0),
+                                 {SITE: ["small", "large"]}, COSTS)
+        for start in range(0, 400, 50):
+            learner.update(_escalated(SITE, 50, agreed=True, first=start))
+        assert learner.trusts(SITE, "small", None, False)
+        got = learner.escalate(SITE, "small", None, False, X, rng)
+        assert (got is not None) == audited, (lam, got)
