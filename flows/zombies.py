@@ -6,10 +6,15 @@ shows it *Running* forever. Prefect's own remedy ("Detect zombie flows" in its d
 flow run sends a ``prefect.flow-run.heartbeat`` event every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
 seconds (the first as it starts), and an automation with a proactive trigger expects, after
 each heartbeat, another heartbeat or a final state within ``CRASH_AFTER_S``; when none comes,
-its action sets the run *Crashed*. The server evaluates proactive triggers every 5 s
-(``PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY``), so a run is marked at most
-``CRASH_AFTER_S`` + 5 s (plus the action's own API call) after its last heartbeat, which came
-at most ``HEARTBEAT_S`` before it died: ``CRASHED_WITHIN_S`` after the kill.
+its action sets the run *Crashed*. The run turning *Running* starts the same wait: its
+heartbeats are events the client sends on its own, and one sent as the server died is lost
+(measured: a run of an ``fmp`` command whose server was killed while it ran had no heartbeat
+on the restarted server, so nothing expected another, and it stayed *Running*), while the
+*Running* event is the server's own, recorded with the state. The server evaluates proactive
+triggers every 5 s (``PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY``), so a run is marked at
+most ``CRASH_AFTER_S`` + 5 s (plus the action's own API call) after its last heartbeat (or its
+turning Running), which came at most ``HEARTBEAT_S`` before it died: ``CRASHED_WITHIN_S`` after
+the kill.
 
 Every run fmp reports to a long-lived server beats every ``HEARTBEAT_S``: deployment runs
 through the ``env`` job variable in ``prefect.yaml``, ``fmp`` commands through
@@ -19,7 +24,8 @@ runs flows against that server sets ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30`` too
 
 ``python -m flows.zombies`` creates the automation on the server of ``PREFECT_API_URL`` unless
 one of that name exists (``make serve`` runs it); an existing one is left as it is, so an
-operator may tune or disable it in the UI.
+operator may tune or disable it in the UI, except one still waiting after heartbeats alone
+(as this module created it before), which gets the *Running* event added.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ CRASH_AFTER_S = 90
 CRASHED_WITHIN_S = 130
 #: The automation's name on the server (one per server: created once, found by this name).
 AUTOMATION = "fmp: mark flow runs without heartbeats crashed"
+#: The events after which a run is expected to beat again or end: its heartbeats, and its
+#: turning Running (in case the heartbeats never reach the server).
+AFTER = ("prefect.flow-run.heartbeat", "prefect.flow-run.Running")
 #: The events that keep a run from being marked: a heartbeat, or a final state.
 ALIVE_OR_DONE = ("prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
                  "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed")
@@ -53,8 +62,8 @@ ALIVE_OR_DONE = ("prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "pr
 def zombie_automation(name: str = AUTOMATION, crash_after_s: float = CRASH_AFTER_S,
                       flow_runs: Sequence[str] = ("prefect.flow-run.*",)) -> AutomationCore:
     """The automation: for each flow run matching ``flow_runs`` (resource id patterns), after
-    a heartbeat, expect a heartbeat or a final state within ``crash_after_s`` seconds (Prefect's
-    minimum is 10), else change the run's state to Crashed."""
+    a heartbeat or its turning Running, expect a heartbeat or a final state within
+    ``crash_after_s`` seconds (Prefect's minimum is 10), else change the run's state to Crashed."""
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
@@ -63,10 +72,10 @@ def zombie_automation(name: str = AUTOMATION, crash_after_s: float = CRASH_AFTER
     return AutomationCore(
         name=name,
         description=(f"A flow run that sent no heartbeat and reached no final state for "
-                     f"{crash_after_s:g} s after its last heartbeat has lost its process: mark it "
-                     "Crashed (flows/zombies.py)."),
+                     f"{crash_after_s:g} s after its last heartbeat (or after it turned Running) has "
+                     "lost its process: mark it Crashed (flows/zombies.py)."),
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            after=set(AFTER),
             expect=set(ALIVE_OR_DONE),
             match=ResourceSpecification({"prefect.resource.id": list(flow_runs)}),
             for_each={"prefect.resource.id"},
@@ -84,13 +93,23 @@ def zombie_automation(name: str = AUTOMATION, crash_after_s: float = CRASH_AFTER
 def ensure_zombie_automation(name: str = AUTOMATION, crash_after_s: float = CRASH_AFTER_S,
                              flow_runs: Sequence[str] = ("prefect.flow-run.*",)) -> tuple[UUID, bool]:
     """Create ``zombie_automation(...)`` on the current Prefect server unless an automation
-    named ``name`` exists; returns its id and whether it was created now."""
+    named ``name`` exists; returns its id and whether it was created now. An existing one is
+    left as an operator may have tuned it, except that one still waiting after heartbeats
+    alone (as created before the Running event was added) gets the Running event too."""
     from prefect.client.orchestration import get_client
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger
 
     with get_client(sync_client=True) as client:
         existing = client.read_automations_by_name(name)
         if existing:
-            return existing[0].id, False
+            found = existing[0]
+            trigger = found.trigger
+            if isinstance(trigger, EventTrigger) and trigger.after == {AFTER[0]}:
+                trigger.after = set(AFTER)
+                client.update_automation(found.id, AutomationCore.model_validate(found.model_dump(
+                    include={"name", "description", "enabled", "tags", "trigger", "actions",
+                             "actions_on_trigger", "actions_on_resolve"})))
+            return found.id, False
         return client.create_automation(zombie_automation(name, crash_after_s, flow_runs)), True
 
 

@@ -41,6 +41,9 @@ def _state(client: Any, flow_run: Any) -> str:
 
 
 def test_a_run_whose_heartbeats_stop_is_crashed_and_a_beating_one_is_not(prefect_api) -> None:
+    """Three runs under a test automation: ``dead`` beats once and stops, ``silent`` turns
+    Running and never beats (its heartbeats lost, as when the server died as it started),
+    ``beating`` beats every 4 s; the first two are marked Crashed within the bound."""
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Running
@@ -60,20 +63,31 @@ def test_a_run_whose_heartbeats_stop_is_crashed_and_a_beating_one_is_not(prefect
         try:
             assert ensure_zombie_automation(name, CRASH_AFTER_S, runs) == (automation, False)
             assert [a.id for a in client.read_automations_by_name(name)] == [automation]
+            silent = client.create_flow_run(probe, name="silent")
+            client.update_automation(automation, zombie_automation(
+                name, CRASH_AFTER_S, [*runs, f"prefect.flow-run.{silent.id}"]))
+            client.set_flow_run_state(silent.id, Running())
             _heartbeat(dead)
             last = time.monotonic()
             beat = last
             _heartbeat(beating)
-            while _state(client, dead) == "RUNNING" and time.monotonic() - last < BOUND_S + 5:
+            crashed: dict[str, float] = {}
+            while len(crashed) < 2 and time.monotonic() - last < BOUND_S + 5:
                 time.sleep(0.5)
                 if time.monotonic() - beat >= 4:  # well inside the 10 s the trigger allows
                     _heartbeat(beating)
                     beat = time.monotonic()
-            crashed_after = time.monotonic() - last
+                for run in (dead, silent):
+                    if run.name not in crashed and _state(client, run) != "RUNNING":
+                        crashed[run.name] = time.monotonic() - last
+            crashed_after = crashed.get("dead", time.monotonic() - last)
             print(f"\na flow run without heartbeats marked Crashed {crashed_after:.1f} s after its last "
-                  f"heartbeat (trigger within {CRASH_AFTER_S:g} s)")
+                  f"heartbeat, one that never beat {crashed.get('silent', float('nan')):.1f} s after it "
+                  f"turned Running (trigger within {CRASH_AFTER_S:g} s)")
             assert _state(client, dead) == "CRASHED", f"still {_state(client, dead)} after {crashed_after:.0f} s"
             assert CRASH_AFTER_S <= crashed_after < BOUND_S
+            assert _state(client, silent) == "CRASHED", f"still {_state(client, silent)}"
+            assert crashed["silent"] < BOUND_S
             state = client.read_flow_run(dead.id).state
             assert state is not None and "no heartbeat for 10 s" in (state.message or "")
             assert _state(client, beating) == "RUNNING"
@@ -93,9 +107,32 @@ def test_the_deployments_beat_as_often_as_the_automation_expects() -> None:
 
     trigger = zombie_automation().trigger
     assert isinstance(trigger, EventTrigger)
-    assert trigger.posture == "Proactive" and trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.posture == "Proactive"
+    assert trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
     assert "prefect.flow-run.heartbeat" in trigger.expect and "prefect.flow-run.Completed" in trigger.expect
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.within.total_seconds() > 2 * HEARTBEAT_S
     # the faults runner (which imports nothing from flows/) states the same bound
     assert CRASHED_BOUND_S == CRASHED_WITHIN_S >= HEARTBEAT_S + trigger.within.total_seconds() + 5
+
+
+def test_an_automation_waiting_after_heartbeats_alone_gets_the_running_event(prefect_api) -> None:
+    """A server that has the automation as this module created it before (heartbeats alone
+    start the wait) gets the Running event added; its other settings are left as they were."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.schemas.automations import EventTrigger
+
+    name = f"fmp-zombie-upgrade-{time.time_ns()}"
+    old = zombie_automation(name, 40.0, ["prefect.flow-run.nothing"])
+    assert isinstance(old.trigger, EventTrigger)
+    old.trigger.after = {"prefect.flow-run.heartbeat"}
+    with get_client(sync_client=True) as client:
+        automation = client.create_automation(old)
+        try:
+            assert ensure_zombie_automation(name) == (automation, False)
+            (found,) = client.read_automations_by_name(name)
+            assert isinstance(found.trigger, EventTrigger)
+            assert found.trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
+            assert found.trigger.within.total_seconds() == 40.0  # as it was
+        finally:
+            client.delete_automation(automation)
