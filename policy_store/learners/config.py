@@ -91,7 +91,7 @@ class LearnerConfig(BaseModel):
         "share shrinks in proportion."
     )
     cascade_pooled_weight: float = Field(
-        20.0, ge=0.0, description="Cascade: at most this many answers' worth of the function's pooled "
+        100.0, ge=0.0, description="Cascade: at most this many answers' worth of the function's pooled "
         "agreement evidence stands beside a call site's own, per rung and polarity (the pooled "
         "evidence is a prior the site's own answers overrule)."
     )

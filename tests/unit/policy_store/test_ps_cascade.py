@@ -261,7 +261,7 @@ def test_a_sites_own_disagreement_overrules_the_functions_pooled_agreement() -> 
     assert learner.trusts(SITE, "small", None, False)
     learner.start_program({other: ["small", "large"]}, COSTS)
     assert learner.trusts(other, "small", None, False)  # calibrated by the pooled evidence
-    learner.update(_escalated(other, 15, agreed=False))
+    learner.update(_escalated(other, 40, agreed=False))
     assert not learner.trusts(other, "small", None, False)
     assert learner.trusts(SITE, "small", None, False)  # the first site keeps its own record
 
