@@ -279,3 +279,21 @@ def test_no_audits_where_the_next_rung_costs_more_than_a_kept_answer_can() -> No
         assert learner.trusts(SITE, "small", None, False)
         got = learner.escalate(SITE, "small", None, False, X, rng)
         assert (got is not None) == audited, (lam, got)
+
+
+def test_a_version_saved_before_sites_kept_their_own_evidence_still_loads() -> None:
+    """A blob without the sites' own agreement arrays (saved before they existed) loads, the
+    sites' own evidence starting empty and the rest as saved."""
+    import io
+
+    learner = _cascade()
+    _stream(learner, 600)
+    with np.load(io.BytesIO(learner.to_bytes()), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith(("site_agree", "site_disagree"))}
+    assert len(arrays) < len(np.load(io.BytesIO(learner.to_bytes())).files)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    config = LearnerConfig(lam=1.0, cascade_audit=0.0)
+    old = load_learner("cascade", buf.getvalue(), config, ARMS, COSTS)
+    assert isinstance(old, CascadeLearner)
+    assert old._sites[SITE].agree.sum() == 0 and old._sites[SITE].labels.sum() == learner._sites[SITE].labels.sum()
