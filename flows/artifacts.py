@@ -34,8 +34,11 @@ def flops_text(flops: float | None) -> str:
 
 
 def money_text(price: float | None) -> str:
-    """US$ with four significant digits (prices per call are fractions of a cent)."""
-    return "n/a" if price is None else f"${price:.4g}"
+    """US$ with four significant digits (prices per call are fractions of a cent); a negative
+    amount (savings below the baseline) reads ``-$0.012``."""
+    if price is None:
+        return "n/a"
+    return f"-${-price:.4g}" if price < 0 else f"${price:.4g}"
 
 
 def percent_text(value: float | None) -> str:

@@ -38,6 +38,7 @@ def test_units() -> None:
     assert (flops_text(1.5e9), flops_text(2e3), flops_text(12.0), flops_text(None)) == \
         ("1.5 GFLOPs", "2 kFLOPs", "12 FLOPs", "n/a")
     assert (money_text(0.000123456), money_text(None)) == ("$0.0001235", "n/a")
+    assert money_text(-0.01201) == "-$0.01201"
 
 
 def test_batch_table_has_one_row_per_call_site_and_backend_with_shares() -> None:
