@@ -78,7 +78,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     from flows.discover import new_batches
     from flows.stream_batch import stream_batch
 
-    known_stream(args)
     todo = [args.batch] if args.batch else new_batches(args.stream, args.policy, args.storage)
     if not args.all and not args.batch:
         todo = todo[:1]
@@ -112,7 +111,6 @@ def _run_batch(args: argparse.Namespace) -> int:
 def _feedback(args: argparse.Namespace) -> int:
     from flows.ingest_feedback import ingest_feedback
 
-    known_stream(args)
     with spinner(f"ingesting feedback for {args.stream} ({args.policy})"):
         summaries = ingest_feedback(stream=args.stream, batch=args.batch, policy=args.policy,
                                     storage_url=args.storage, db_path=args.db)
@@ -316,6 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, fn, help in (("run-batch", _run_batch, "run the next unprocessed batch (or --batch, --all)"),
                            ("feedback", _feedback, "ingest labels (default: all pending batches)")):
         p = add(name, fn, help)
+        p.set_defaults(check=known_stream)  # before Prefect starts: a typo costs no server
         p.add_argument("stream", help="the stream id")
         p.add_argument("--batch", default=None,
                        help="one batch id (default: the oldest unprocessed batch; --all: every one)"
@@ -381,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         fn: Command = args.fn
         if args.command != "settings":  # `fmp settings --set` is how a conflict is resolved
             check_shared_settings()  # before Prefect reads PREFECT_API_URL from the settings file
+        check = getattr(args, "check", None)
+        if check is not None:  # the arguments' own faults, found before anything starts
+            check(args)
         runs_flows = getattr(args, "runs_flows", True)
         if runs_flows:
             from prefect.settings import PREFECT_API_URL

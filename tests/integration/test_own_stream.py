@@ -136,6 +136,24 @@ def test_unknown_streams_fail_with_the_known_ones_listed(
         assert "unknown stream 'nope'" in err and "known streams: mine" in err, err
 
 
+def test_an_unknown_stream_is_refused_before_prefect_starts(
+        setup: tuple[list[str], Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """run-batch and feedback check the stream before a Prefect client (or a temporary server)
+    starts: one error line, and no server started for a typo."""
+    import flows.cli
+
+    def no_prefect() -> None:
+        raise AssertionError("a Prefect client was started for an unknown stream")
+
+    monkeypatch.setattr(flows.cli, "in_process_runs", no_prefect)
+    common, _ = setup
+    for argv in (["run-batch", "nope"], ["feedback", "nope"]):
+        assert main([*common, *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"fmp {argv[0]}: error: unknown stream 'nope'"), err
+
+
 def test_a_stream_from_an_s3_prefix_takes_the_paths_under_it_as_item_ids(
         setup: tuple[list[str], Path], s3_store: S3Store, s3_client: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
