@@ -263,16 +263,13 @@ RUNNERS: dict[str, Runner] = {
     "shared-budget": Runner(lambda q, lam: shared("shared-budget", q.stream, q.ctx, q.arms, q.costs, lam),
                             per_lambda=True, across_queries=True),
 }
-#: The recommended learner: the policy the name ``fmp`` stands for (in ``--policies``, in the
-#: report's ``sweep`` and ``table``, and as the report's ``fmp`` key) on yes/no benchmarks.
-RECOMMENDED = "confirmed"
-#: The recommended learner per answer type: ``confirmed`` on yes/no streams, the call-site
-#: cascade on text streams (where ``confirmed`` has no rare positives to audit and no "yes" to
-#: confirm, and is below the hindsight static configuration: benchmarks/README.md). The
-#: flows' default policy ``fmp`` runs the same (``policies/specs.py``).
-RECOMMENDED_BY_ANSWER = {"bool": RECOMMENDED, "str": "cascade"}
-#: The name of the recommended learner.
+#: The name of the recommended learner: the flows' default policy, whose learner per answer
+#: type (``policies/specs.py``: ``confirmed`` on yes/no streams, the call-site cascade on text
+#: streams) is what ``fmp`` stands for here (in ``--policies``, in the report's ``sweep`` and
+#: ``table``, and as the report's ``fmp`` key).
 FMP = "fmp"
+#: The recommended learner on yes/no benchmarks.
+RECOMMENDED = POLICIES[FMP].learner_for("bool")
 #: Every policy, in the order the CLI lists them.
 ALL_POLICIES = ("monolithic", "cheapest", "largest", "random", "static", "routing", "paper",
                 "learned", "shared", "shared-budget", "cascade", "audited", "confirmed",
@@ -282,8 +279,9 @@ DEFAULT_POLICIES = tuple(n for n in ALL_POLICIES if n != RECOMMENDED)
 
 
 def recommended(answer_type: str) -> str:
-    """The recommended learner on streams of ``answer_type`` ("bool" or "str")."""
-    return RECOMMENDED_BY_ANSWER["bool" if answer_type == "bool" else "str"]
+    """The recommended learner on streams of ``answer_type`` ("bool" or "str"): the one the
+    flows' ``fmp`` policy runs there."""
+    return POLICIES[FMP].learner_for(answer_type)
 
 
 def resolve(name: str, answer_type: str = "bool") -> str:
