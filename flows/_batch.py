@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import itertools
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,21 +15,24 @@ import numpy as np
 
 from flows.settings import Settings
 from modules.errors import ProgramError
-from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner
+from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner, Router
 from modules.images import ImageDecodeError, decode_image
 from modules.program import Program, parse_program
 from modules.registry import Registry
 from policies.audits import confirm, confirms
-from policies.pinned import pin
+from policies.pinned import PinnedPolicy, pin
 from policies.specs import policy_spec
-from policy_store.learners.features import item_features
+from policy_store.learners.features import item_features, items_features
 from policy_store.records import PolicyVersion
 from policy_store.store import PolicyStore
 from storage import batches, layout
 from storage.base import ObjectStore
 from storage.errors import RecordError, StorageError, StoreConfigError, StoreUnavailable
 from storage.local import LocalStore
-from storage.records import ResultRow, StreamInfo
+from storage.records import ManifestItem, ResultRow, StreamInfo
+
+#: A batch is split into shards of at least this many items (fewer items: one shard).
+MIN_SHARD_ITEMS = 16
 
 #: Pauses between tries to write a batch's results (each try is itself a few calls deep: an
 #: S3 call retries on its own, see ``storage.s3``). After the last try the results are kept
@@ -66,30 +73,106 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     ``failed`` rows naming the batch, item and problem; the rest of the batch runs. Results
     kept locally by an earlier run whose write failed are written instead of recomputed.
     """
-    kept = _deliver_kept(settings, store, stream, batch, policy)
-    if kept is not None:
-        return kept
-    info = batches.read_stream_info(store, stream)
-    try:
-        program = load_program(info, policy)
-    except ProgramError as exc:
-        # nothing is written, so the batch stays unprocessed until the program is fixed
-        raise ProgramError(f"{stream}/{batch}: the {policy!r} policy's program is invalid, "
-                           f"no item was run: {exc}") from None
-    pinned = pin(registry, program, policy, _pinned_version(settings, stream, policy),
-                 settings.lam, settings.seed, info.answer_type)
-    learner, version, router = pinned.learner, pinned.version, pinned.router(stream, batch)
-
-    manifest = batches.read_manifest(store, stream, batch)
-    errors = [f"{stream}/{batch}: {e}" for e in manifest.errors]
-    failed_rows = [_failed(f"manifest-line-{e.line}", str(e)) for e in manifest.errors]
-    inputs = []
-    for item in manifest.records:
-        # Everything that touches one item (read, decode, size limits, embedding) fails that
-        # item alone: its row names stream, batch, item and what was wrong.
+    # Reading the pinned policy version (a DuckDB open) is the longest wait before the first
+    # model call: it starts first, on its own thread, and the batch's reads go on meanwhile.
+    with ThreadPoolExecutor(settings.batch_shards + 1, thread_name_prefix=f"{stream}/{batch}") as pool:
+        latest = pool.submit(_pinned_version, settings, stream, policy)
+        kept = _deliver_kept(settings, store, stream, batch, policy)
+        if kept is not None:
+            return kept
+        info = batches.read_stream_info(store, stream)
         try:
-            image = decode_image(batches.read_image(store, stream, batch, item))
-            inputs.append(ItemInput(item.item_id, image, item_features(learner, image)))
+            program = load_program(info, policy)
+        except ProgramError as exc:
+            # nothing is written, so the batch stays unprocessed until the program is fixed
+            raise ProgramError(f"{stream}/{batch}: the {policy!r} policy's program is invalid, "
+                               f"no item was run: {exc}") from None
+        manifest = batches.read_manifest(store, stream, batch)
+        errors = [f"{stream}/{batch}: {e}" for e in manifest.errors]
+        failed_rows = [_failed(f"manifest-line-{e.line}", str(e)) for e in manifest.errors]
+
+        # The shards start reading their images at once, one shard after the other (the first
+        # shard's models start while the next shard's images are read); each waits for the
+        # pinned policy before its first routing decision.
+        parts = shards(manifest.records, settings.batch_shards)
+        pinned_policy: Future[PinnedPolicy] = Future()
+        decoded = [threading.Event() for _ in parts]
+        router: list[Router] = []
+
+        def run_shard(k: int) -> _Shard:
+            try:
+                if k:
+                    decoded[k - 1].wait()
+                read = _read_shard(store, stream, batch, parts[k])
+            finally:
+                decoded[k].set()
+            pinned = pinned_policy.result()
+            return _run_shard(read, stream, batch, program, pinned, router[0], run_round,
+                              info.answer_type)
+
+        # each shard in a copy of this thread's context: its task runs belong to the flow run
+        futures = [pool.submit(contextvars.copy_context().run, run_shard, k) for k in range(len(parts))]
+        try:
+            pinned = pin(registry, program, policy, latest.result(), settings.lam, settings.seed,
+                         info.answer_type)
+            router.append(pinned.router(stream, batch))
+        except BaseException as exc:
+            pinned_policy.set_exception(exc)
+            raise
+        pinned_policy.set_result(pinned)
+        done = [f.result() for f in futures]
+    version = pinned.version
+    rows = [row for part in done for row in part.rows]
+    errors += [e for part in done for e in part.read_errors]
+    failed_rows += [row for part in done for row in part.failed_rows]
+    errors += [r.error for r in rows if r.error]
+    write_or_keep(settings, store, stream, policy, batch, rows + failed_rows,
+                  policy_version=version, program_id=program.program_id, created_at=datetime.now(UTC))
+    return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
+                        sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+
+
+def shards(records: list[ManifestItem], count: int) -> list[list[ManifestItem]]:
+    """Split a batch's items into up to ``count`` contiguous shards of at least
+    ``MIN_SHARD_ITEMS`` items on average, the first half the size of each of the others.
+
+    The shards run at once, each in lockstep on its own: while one shard's module calls
+    compute, the others read and decode their images and advance their programs (Python
+    work that holds the interpreter, and the Prefect task runs' bookkeeping), so the models
+    wait less. The first shard is small so that the models start soon (its images are read
+    first, the next shard's while its models compute). Answers and decisions do not depend
+    on it: routing is seeded per item and call site, and every call is answered on its own.
+    """
+    count = max(1, min(count, len(records) // MIN_SHARD_ITEMS))
+    weights = [1] + [2] * (count - 1)
+    bounds = [len(records) * sum(weights[:k]) // sum(weights) for k in range(count + 1)]
+    return [records[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@dataclass
+class _Shard:
+    rows: list[ResultRow]
+    failed_rows: list[ResultRow]
+    read_errors: list[str]
+
+
+@dataclass
+class _Read:
+    """A shard's items read and decoded, and the failed rows of those that could not be."""
+
+    images: list[tuple[str, np.ndarray]]
+    failed_rows: list[ResultRow]
+    errors: list[str]
+
+
+def _read_shard(store: ObjectStore, stream: str, batch: str, records: list[ManifestItem]) -> _Read:
+    """Read and decode a shard's images; each item that fails becomes a failed row naming it."""
+    images, failed_rows, errors = [], [], []
+    for item in records:
+        # Everything that touches one item (read, decode, size limits) fails that item alone:
+        # its row names stream, batch, item and what was wrong.
+        try:
+            images.append((item.item_id, decode_image(batches.read_image(store, stream, batch, item))))
         except StoreUnavailable:
             raise  # the store's fault, not the item's: the batch fails and is run again
         except (ImageDecodeError, StorageError) as exc:
@@ -100,16 +183,32 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
             continue
         errors.append(message)
         failed_rows.append(_failed(item.item_id, message))
+    return _Read(images, failed_rows, errors)
 
-    outcomes = BatchExecutor(program, router, run_round, info.answer_type).run(inputs)
-    if confirms(learner, info.answer_type):  # "yes" answers run again on the largest backends
-        outcomes = confirm(program, pinned.arms, run_round, info.answer_type, inputs, outcomes)
+
+def _run_shard(read: _Read, stream: str, batch: str, program: Program, pinned: PinnedPolicy,
+               router: Router, run_round: RoundRunner, answer_type: str) -> _Shard:
+    """Run one shard's decoded items through the program; an item whose features cannot be
+    computed fails alone."""
+    learner = pinned.learner
+    inputs, failed_rows, errors = [], list(read.failed_rows), list(read.errors)
+    features: list[np.ndarray | None]
+    try:
+        features = list(items_features(learner, [image for _, image in read.images]))
+    except Exception:  # some item's image: found below, one by one, and failed alone
+        features = [None] * len(read.images)
+    for (item_id, image), x in zip(read.images, features, strict=True):
+        try:
+            inputs.append(ItemInput(item_id, image, item_features(learner, image) if x is None else x))
+        except Exception as exc:  # a fault of one item is its own
+            message = f"{stream}/{batch} item {item_id}: {type(exc).__name__}: {exc}"
+            errors.append(message)
+            failed_rows.append(_failed(item_id, message))
+    outcomes = BatchExecutor(program, router, run_round, answer_type).run(inputs)
+    if confirms(learner, answer_type):  # "yes" answers run again on the largest backends
+        outcomes = confirm(program, pinned.arms, run_round, answer_type, inputs, outcomes)
     rows = [_row(o, i.features, stream, batch) for o, i in zip(outcomes, inputs, strict=True)]
-    errors += [r.error for r in rows if r.error]
-    write_or_keep(settings, store, stream, policy, batch, rows + failed_rows,
-                  policy_version=version, program_id=program.program_id, created_at=datetime.now(UTC))
-    return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
-                        sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+    return _Shard(rows, failed_rows, errors)
 
 
 def kept_results(settings: Settings) -> LocalStore:

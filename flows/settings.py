@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     model_threads: int = Field(1, ge=1, description="CPU threads per model call (torch's intra-op "
                                                     "threads). The models are small; see "
                                                     "flows._runtime.limit_model_threads.")
+    batch_shards: int = Field(3, ge=1, description="A batch's items run as this many lockstep "
+                                                   "shards at once, so one shard's models compute "
+                                                   "while another's images are read and its "
+                                                   "program advances; see flows._batch.shards.")
 
     @property
     def store_url(self) -> str:

@@ -89,6 +89,10 @@ wait_http "${PREFECT_API_URL}/health" 120 "the Prefect server"
 "$BIN/prefect" work-pool create fmp-process --type process --overwrite >"$LOGS/setup.log"
 "$BIN/prefect" gcl inspect fmp-store-writer >/dev/null 2>&1 \
   || "$BIN/prefect" gcl create fmp-store-writer --limit 1 >>"$LOGS/setup.log"
+# The runs the server's scheduler creates (discovery, feedback) carry their real names from the
+# moment they exist, not Prefect's random ones until they start (flows/run_names.py);
+# installed before the deployments, so their first scheduled runs are named too.
+"$BIN/python" -m flows.run_names >>"$LOGS/setup.log" || true
 "$BIN/prefect" --no-prompt deploy --all >>"$LOGS/setup.log"
 # A run whose process dies (a killed worker, a killed fmp command) is marked Crashed by the server
 # at most 130 s after it died (flows/zombies.py); the automation is created once, kept if it exists.

@@ -130,7 +130,7 @@ def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: 
     for im in images:  # items never change; the call cache remembers digests of read-only pixels
         im.flags.writeable = False
     return Stream(query, parse_program(query.program), [f"{query.id}/{d.index:05d}" for d in drawn],
-                  images, [embedding.embed(im).astype(np.float64) for im in images],
+                  images, list(embedding.embed_many(images).astype(np.float64)),
                   [d.answer for d in drawn], [d.item.difficulty for d in drawn])
 
 

@@ -7,6 +7,8 @@ vector it chose with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from modules import embedding
@@ -18,6 +20,14 @@ from policy_store.learners.config import LearnerConfig
 def item_features(learner: Learner, image: np.ndarray) -> np.ndarray:
     """The features ``learner`` reads for one (H, W, 3) uint8 RGB item image."""
     return features_of(learner.feature_kind, image, learner.config)
+
+
+def items_features(learner: Learner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``item_features`` of many images at once (the same values; an embedding learner's are
+    computed for all images of one shape together, ``modules.embedding.embed_many``)."""
+    if learner.feature_kind == "embedding":
+        return list(embedding.embed_many(images).astype(np.float64)) if len(images) else []
+    return [item_features(learner, image) for image in images]
 
 
 def features_of(kind: FeatureKind, image: np.ndarray, config: LearnerConfig) -> np.ndarray:

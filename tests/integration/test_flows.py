@@ -172,3 +172,39 @@ def test_the_default_policy_runs_the_recommended_learner_for_the_streams_answers
     _, rows = PolicyStore(env["db_path"]).query(
         "SELECT stream, policy, learner FROM policy_versions ORDER BY stream")
     assert rows == [("txt", "fmp", "cascade"), ("yn", "fmp", "confirmed")]
+
+
+def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_to_the_flow_run(
+        prefect_harness, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """50 items run as 3 shards (10/20/20 with the corrupt item and the bad manifest line):
+    every task run is recorded under the batch's flow run, and rows, answers and decisions
+    are those of the same batch run as one shard, in manifest order."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from flows.stream_batch import stream_batch
+
+    one = {**env, "storage_url": str(tmp_path / "one"), "db_path": str(tmp_path / "one.duckdb")}
+    for where in (env, one):
+        _publish(open_store(where["storage_url"]), "shards", "b0001", n=49)
+    stream_batch(stream="shards", batch="b0001", policy="random", **env)
+    monkeypatch.setenv("FMP_BATCH_SHARDS", "1")
+    stream_batch(stream="shards", batch="b0001", policy="random", **one)
+
+    def rows(where: dict[str, str]) -> list[tuple[object, ...]]:
+        loaded = batches.read_results(open_store(where["storage_url"]), "shards", "random", "b0001")
+        assert loaded is not None
+        return [(r.item_id, r.status, r.answer, r.error, r.features,
+                 [d.model_copy(update={"wall_ms": 0.0}) for d in r.decisions]) for r in loaded[1]]
+
+    sharded = rows(env)
+    assert sharded == rows(one)
+    assert [r[0] for r in sharded] == [f"i{k}" for k in range(49)] + ["manifest-line-51", "corrupt"]
+    assert len({tuple(d.backend for d in r[5]) for r in sharded[:49]}) > 1  # random routes differ
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=["stream_batch/shards/b0001"])))
+        task_runs = [t for r in runs for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [r.id]}))]
+    assert len(runs) == 2 and task_runs
+    assert all(t.flow_run_id in {r.id for r in runs} for t in task_runs)

@@ -67,7 +67,11 @@ def test_a_bomb_and_a_failing_embedding_fail_their_items_alone(tmp_path: Path, m
             raise FloatingPointError("embedding overflowed")
         return real(learner, image)
 
+    def many(learner, images):  # the batched embedding fails as a whole when one image does
+        return [features(learner, image) for image in images]
+
     monkeypatch.setattr("flows._batch.item_features", features)
+    monkeypatch.setattr("flows._batch.items_features", many)
     registry = Registry.from_catalog(CATALOG)
     summary = process_batch(Settings(home=tmp_path, catalog=CATALOG), store, registry, "s1", "b0001",
                             "learned", local_round_runner(registry))
