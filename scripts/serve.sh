@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PREFECT_PORT=${PREFECT_PORT:-4200}
 S3_PORT=${S3_PORT:-9000}
-SERVE_STREAMS=${SERVE_STREAMS:-red_circle_left_of_blue_square}
+SERVE_STREAMS=${SERVE_STREAMS-red_circle_left_of_blue_square}  # SERVE_STREAMS= publishes none
 LOGS=.fmp/serve
 mkdir -p "$LOGS"
 
@@ -85,6 +85,9 @@ MOTO=$!
 SERVER=$!
 wait_http "http://127.0.0.1:${S3_PORT}/" 30 "moto S3"
 wait_http "${PREFECT_API_URL}/health" 120 "the Prefect server"
+# the bucket of the store, on serve's own S3 endpoint: `fmp stream create` works with no demo stream
+"$BIN/python" -c "from flows._runtime import settings_for, store_for
+getattr(store_for(settings_for()), 'ensure_bucket', lambda: None)()"
 
 "$BIN/prefect" work-pool create fmp-process --type process --overwrite >"$LOGS/setup.log"
 "$BIN/prefect" gcl inspect fmp-store-writer >/dev/null 2>&1 \
