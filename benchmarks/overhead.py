@@ -5,7 +5,7 @@ the first demo query, policy ``learned``), the same work runs twice in one proce
 side: as the Prefect flow (against the ephemeral server, or ``PREFECT_API_URL``; in this
 process, as the CLI and the demo run them: ``flows._runtime.in_process_runs``) and as the
 plain Python the flow wraps (``flows._batch.process_batch`` with the local round runner,
-``flows._feedback.ingest_batch`` and the feedback report), each on its own copy of the
+``flows._feedback.ingest_batch``, the feedback report and the trend chart), each on its own copy of the
 object store and the policy store.
 
 Per size a stream gets a warm-up batch of 40 items (run and learned from in both copies,
@@ -211,6 +211,7 @@ def plain_ingest(side: Side, stream: str, batch: str) -> None:
     from flows._runtime import held_policy_store, limit_model_threads, registry_for, settings_for, store_for
     from flows.artifacts import feedback_markdown
     from flows.feedback_report import feedback_report
+    from flows.report_html import stream_trends, trend_markdown
     from policies.costs import register_costs
     from storage import batches
 
@@ -223,6 +224,7 @@ def plain_ingest(side: Side, stream: str, batch: str) -> None:
         register_costs(db, registry, load_program(info, POLICY))
         summary = ingest_batch(settings, store, registry, db, stream, batch, POLICY)
         feedback_markdown(feedback_report(store, registry, db, summary))
+        trend_markdown(stream_trends(db, stream, [POLICY]))  # the flow's trend artifact, not posted
 
 
 def flow_batch(side: Side, stream: str, batch: str) -> None:

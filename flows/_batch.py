@@ -32,7 +32,7 @@ from storage.local import LocalStore
 from storage.records import ManifestItem, ResultRow, StreamInfo
 
 #: A batch is split into shards of at least this many items (fewer items: one shard).
-MIN_SHARD_ITEMS = 16
+MIN_SHARD_ITEMS = 32
 
 #: Pauses between tries to write a batch's results (each try is itself a few calls deep: an
 #: S3 call retries on its own, see ``storage.s3``). After the last try the results are kept

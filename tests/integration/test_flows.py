@@ -176,7 +176,7 @@ def test_the_default_policy_runs_the_recommended_learner_for_the_streams_answers
 
 def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_to_the_flow_run(
         prefect_harness, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """50 items run as 3 shards (10/20/20 with the corrupt item and the bad manifest line):
+    """100 items run as 3 shards (20/40/40 with the corrupt item and the bad manifest line):
     every task run is recorded under the batch's flow run, and rows, answers and decisions
     are those of the same batch run as one shard, in manifest order."""
     from prefect.client.orchestration import get_client
@@ -186,7 +186,7 @@ def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_
 
     one = {**env, "storage_url": str(tmp_path / "one"), "db_path": str(tmp_path / "one.duckdb")}
     for where in (env, one):
-        _publish(open_store(where["storage_url"]), "shards", "b0001", n=49)
+        _publish(open_store(where["storage_url"]), "shards", "b0001", n=99)
     stream_batch(stream="shards", batch="b0001", policy="random", **env)
     monkeypatch.setenv("FMP_BATCH_SHARDS", "1")
     stream_batch(stream="shards", batch="b0001", policy="random", **one)
@@ -199,8 +199,8 @@ def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_
 
     sharded = rows(env)
     assert sharded == rows(one)
-    assert [r[0] for r in sharded] == [f"i{k}" for k in range(49)] + ["manifest-line-51", "corrupt"]
-    assert len({tuple(d.backend for d in r[5]) for r in sharded[:49]}) > 1  # random routes differ
+    assert [r[0] for r in sharded] == [f"i{k}" for k in range(99)] + ["manifest-line-101", "corrupt"]
+    assert len({tuple(d.backend for d in r[5]) for r in sharded[:99]}) > 1  # random routes differ
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(any_=["stream_batch/shards/b0001"])))
