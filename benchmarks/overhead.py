@@ -211,8 +211,9 @@ def plain_ingest(side: Side, stream: str, batch: str) -> None:
     from flows._runtime import held_policy_store, limit_model_threads, registry_for, settings_for, store_for
     from flows.artifacts import feedback_markdown
     from flows.feedback_report import feedback_report
-    from flows.report_html import stream_trends, trend_markdown
+    from flows.report_html import trend_markdown
     from policies.costs import register_costs
+    from policy_store.charts import stream_trends
     from storage import batches
 
     settings = settings_for(**side.params)

@@ -7,9 +7,11 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +32,8 @@ from storage.base import ObjectStore
 from storage.errors import RecordError, StorageError, StoreConfigError, StoreUnavailable
 from storage.local import LocalStore
 from storage.records import ManifestItem, ResultRow, StreamInfo
+
+T = TypeVar("T")
 
 #: A batch is split into shards of at least this many items (fewer items: one shard).
 MIN_SHARD_ITEMS = 32
@@ -132,7 +136,7 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
                         sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
 
 
-def shards(records: list[ManifestItem], count: int) -> list[list[ManifestItem]]:
+def shards(records: Sequence[T], count: int) -> list[list[T]]:
     """Split a batch's items into up to ``count`` contiguous shards of at least
     ``MIN_SHARD_ITEMS`` items on average, the first half the size of each of the others.
 
@@ -146,7 +150,7 @@ def shards(records: list[ManifestItem], count: int) -> list[list[ManifestItem]]:
     count = max(1, min(count, len(records) // MIN_SHARD_ITEMS))
     weights = [1] + [2] * (count - 1)
     bounds = [len(records) * sum(weights[:k]) // sum(weights) for k in range(count + 1)]
-    return [records[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    return [list(records[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @dataclass

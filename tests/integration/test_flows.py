@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -191,7 +192,7 @@ def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_
     monkeypatch.setenv("FMP_BATCH_SHARDS", "1")
     stream_batch(stream="shards", batch="b0001", policy="random", **one)
 
-    def rows(where: dict[str, str]) -> list[tuple[object, ...]]:
+    def rows(where: dict[str, str]) -> list[tuple[Any, ...]]:
         loaded = batches.read_results(open_store(where["storage_url"]), "shards", "random", "b0001")
         assert loaded is not None
         return [(r.item_id, r.status, r.answer, r.error, r.features,

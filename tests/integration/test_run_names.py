@@ -32,7 +32,9 @@ def _schedule(flow_name: str, deployment: str, parameters: dict[str, str]) -> li
     async def insert() -> None:
         db = provide_database_interface()
         async with db.session_context(begin_transaction=True) as session:
-            await models.deployments.schedule_runs(session=session, deployment_id=deployment_id)
+            # prefect's db_injector hides that it is a coroutine function
+            await models.deployments.schedule_runs(  # type: ignore[attr-defined]
+                session=session, deployment_id=deployment_id)
 
     asyncio.run(insert())
     with get_client(sync_client=True) as client:
