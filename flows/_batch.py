@@ -99,9 +99,8 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
         # shard's models start while the next shard's images are read); each waits for the
         # pinned policy before its first routing decision.
         parts = shards(manifest.records, settings.batch_shards)
-        pinned_policy: Future[PinnedPolicy] = Future()
+        pinned_policy: Future[tuple[PinnedPolicy, Router]] = Future()
         decoded = [threading.Event() for _ in parts]
-        router: list[Router] = []
 
         def run_shard(k: int) -> _Shard:
             try:
@@ -110,8 +109,8 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
                 read = _read_shard(store, stream, batch, parts[k])
             finally:
                 decoded[k].set()
-            pinned = pinned_policy.result()
-            return _run_shard(read, stream, batch, program, pinned, router[0], run_round,
+            pinned, router = pinned_policy.result()
+            return _run_shard(read, stream, batch, program, pinned, router, run_round,
                               info.answer_type)
 
         # each shard in a copy of this thread's context: its task runs belong to the flow run
@@ -119,15 +118,14 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
         try:
             pinned = pin(registry, program, policy, latest.result(), settings.lam, settings.seed,
                          info.answer_type)
-            router.append(pinned.router(stream, batch))
+            pinned_policy.set_result((pinned, pinned.router(stream, batch)))
         except BaseException as exc:
             pinned_policy.set_exception(exc)
             raise
-        pinned_policy.set_result(pinned)
         done = [f.result() for f in futures]
     version = pinned.version
     rows = [row for part in done for row in part.rows]
-    errors += [e for part in done for e in part.read_errors]
+    errors += [e for part in done for e in part.errors]
     failed_rows += [row for part in done for row in part.failed_rows]
     errors += [r.error for r in rows if r.error]
     write_or_keep(settings, store, stream, policy, batch, rows + failed_rows,
@@ -155,9 +153,11 @@ def shards(records: Sequence[T], count: int) -> list[list[T]]:
 
 @dataclass
 class _Shard:
+    """A shard's result rows, and the failed rows and errors of the items that never ran."""
+
     rows: list[ResultRow]
     failed_rows: list[ResultRow]
-    read_errors: list[str]
+    errors: list[str]
 
 
 @dataclass

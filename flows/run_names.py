@@ -27,14 +27,15 @@ TRIGGER = "fmp_name_scheduled_runs"
 
 
 def name_sql(dialect: str) -> str:
-    """The SQL expression of a new run's name (``NEW.*``; ``flow_name`` is its flow's), as
-    ``flows.discover``, ``flows.feedback_all`` and ``flows.stream_batch`` name their runs."""
+    """The SQL expression of a new run's name (``NEW`` is the inserted row; NULL for runs of
+    other flows), as ``flows.discover``, ``flows.feedback_all`` and ``flows.stream_batch`` name
+    their runs."""
     def param(key: str) -> str:
         if dialect == "sqlite":
             return f"json_extract(NEW.parameters, '$.{key}')"
         return f"(NEW.parameters::jsonb ->> '{key}')"
 
-    return ("CASE flow_name"
+    return ("CASE (SELECT name FROM flow WHERE id = NEW.flow_id)"
             f" WHEN 'discover_batches' THEN 'discover/' || COALESCE({param('stream')}, 'all streams')"
             " WHEN 'ingest_feedback_all' THEN 'ingest_feedback/all streams'"
             f" WHEN 'stream_batch' THEN 'stream_batch/' || COALESCE({param('stream')}, '?') || '/'"
@@ -44,9 +45,8 @@ def name_sql(dialect: str) -> str:
 
 def statements(dialect: str) -> list[str]:
     """The DDL that (re)creates the trigger on a Prefect server database of ``dialect``."""
-    flow_name = "(SELECT name FROM flow WHERE id = NEW.flow_id)"
     if dialect == "sqlite":
-        expr = name_sql(dialect).replace("CASE flow_name", f"CASE {flow_name}", 1)
+        expr = name_sql(dialect)
         return [
             f"DROP TRIGGER IF EXISTS {TRIGGER}",
             f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON flow_run FOR EACH ROW"
@@ -54,11 +54,10 @@ def statements(dialect: str) -> list[str]:
             f" BEGIN UPDATE flow_run SET name = ({expr}) WHERE id = NEW.id; END",
         ]
     if dialect == "postgresql":
-        expr = name_sql(dialect).replace("CASE flow_name", f"CASE {flow_name}", 1)
         return [
             f"CREATE OR REPLACE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.auto_scheduled THEN NEW.name := COALESCE({expr}, NEW.name); END IF;"
-            " RETURN NEW; END $$",
+            f" BEGIN IF NEW.auto_scheduled THEN NEW.name := COALESCE({name_sql(dialect)}, NEW.name);"
+            " END IF; RETURN NEW; END $$",
             f"DROP TRIGGER IF EXISTS {TRIGGER} ON flow_run",
             f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON flow_run FOR EACH ROW"
             f" EXECUTE FUNCTION {TRIGGER}()",

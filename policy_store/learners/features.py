@@ -26,7 +26,7 @@ def items_features(learner: Learner, images: Sequence[np.ndarray]) -> list[np.nd
     """``item_features`` of many images at once (the same values; an embedding learner's are
     computed for all images of one shape together, ``modules.embedding.embed_many``)."""
     if learner.feature_kind == "embedding":
-        return list(embedding.embed_many(images).astype(np.float64)) if len(images) else []
+        return list(embedding.embed_many(images).astype(np.float64))
     return [item_features(learner, image) for image in images]
 
 
