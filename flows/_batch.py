@@ -292,8 +292,7 @@ def _pinned_version(settings: Settings, stream: str, policy: str) -> PolicyVersi
     if not settings.database.exists():
         return None
     db = PolicyStore(settings.database, lock_timeout_s=settings.lock_timeout_s, read_only=True)
-    with db.connection():  # one read-only connection for both questions
-        return db.latest_version(stream, policy) if db.initialised() else None
+    return db.read_latest_version(stream, policy)
 
 
 def _row(outcome: ItemOutcome, features: np.ndarray, stream: str, batch: str) -> ResultRow:

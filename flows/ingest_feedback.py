@@ -23,7 +23,7 @@ from flows.artifacts import publish_feedback_artifact
 from flows.feedback_report import feedback_report
 from flows.locks import store_writer
 from flows.report_html import publish_trend_artifact
-from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
+from flows.runs import RESULT_STORAGE, batches_label, rename_flow_run, run_tags, tag_flow_run
 from policies.costs import register_costs
 from policies.specs import DEFAULT_POLICY
 from storage import batches
@@ -36,7 +36,8 @@ def _run_name() -> str:
     return f"ingest_feedback/{params['stream']}/{params.get('batch') or 'pending'}"
 
 
-@flow(name="ingest_feedback", flow_run_name=_run_name, log_prints=False)
+@flow(name="ingest_feedback", flow_run_name=_run_name, log_prints=False,
+      persist_result=False, result_storage=RESULT_STORAGE)
 def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest one batch, or every batch whose results or labels changed or are unlearned.

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+from prefect.settings import get_current_settings
+
+#: Where a flow's result would be kept: nowhere, as every fmp flow runs with
+#: ``persist_result=False`` (what a run produced is in the object store and the policy store;
+#: its return value is for a caller in the same process). The path (Prefect's own local
+#: result folder, never written) is named only because, with no storage named, the flow
+#: engine asks the server three times per flow run for its default result storage block.
+RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
 
 
 def run_tags(stream: str, policy: str, query_id: str | None = None) -> list[str]:

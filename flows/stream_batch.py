@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
 from flows.artifacts import publish_batch_artifact
-from flows.runs import batches_label, rename_flow_run, run_tags, tag_flow_run
+from flows.runs import RESULT_STORAGE, batches_label, rename_flow_run, run_tags, tag_flow_run
 from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
 from policies.specs import DEFAULT_POLICY
@@ -20,7 +23,8 @@ def _run_name() -> str:
     return f"stream_batch/{params['stream']}/{params.get('batch') or 'next'}"
 
 
-@flow(name="stream_batch", flow_run_name=_run_name, log_prints=False)
+@flow(name="stream_batch", flow_run_name=_run_name, log_prints=False,
+      persist_result=False, result_storage=RESULT_STORAGE)
 def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                  storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
     """Answer every item of a batch and write answers, decisions and costs to storage.
@@ -52,12 +56,15 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_PO
             logger.info("stream %s: no unprocessed batch for policy %s", stream, policy)
             return None
     labels = run_tags(stream, policy, batches.read_stream_info(store, stream).query_id)
-    tag_flow_run(labels)
     # The task runs carry no tags: around every tagged task run Prefect asks the server for
     # the tags' concurrency slots (a new API client and a request, 50-75 ms here), more than
     # most groups compute. The flow run carries the tags; its task runs are listed under it.
-    summary = process_batch(settings, store, registry, stream, batch, policy,
-                            prefect_round_runner(registry))
+    # Tagging it is a request to the server, made while the batch starts.
+    with ThreadPoolExecutor(1, thread_name_prefix="tag") as pool:
+        tagged = pool.submit(contextvars.copy_context().run, tag_flow_run, labels)
+        summary = process_batch(settings, store, registry, stream, batch, policy,
+                                prefect_round_runner(registry))
+        tagged.result()
     for error in summary.errors:
         logger.warning(error)
     logger.info("%s/%s policy %s v%d: %d items, %d failed", stream, batch, policy,

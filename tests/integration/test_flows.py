@@ -67,9 +67,20 @@ def _run(env: dict[str, str], policy: str = "learned"):
     return summary, feedback
 
 
-def test_batch_then_feedback_writes_results_ledger_and_a_new_version(prefect_harness, env) -> None:
+def test_batch_then_feedback_writes_results_ledger_and_a_new_version(prefect_harness, env,
+                                                                    monkeypatch) -> None:
+    import prefect.results
+
+    # fmp's flows persist no result and name their (never written) result storage, so the
+    # engine never asks the server for its default result storage block (a request each)
+    asked: list[str] = []
+    monkeypatch.setattr(prefect.results, "_read_server_default_result_storage_block_id",
+                        lambda: asked.append("sync"))
+    monkeypatch.setattr(prefect.results, "_aread_server_default_result_storage_block_id",
+                        lambda: asked.append("async"))
     _publish(open_store(env["storage_url"]), "s1", "b0001")
     summary, feedback = _run(env)
+    assert asked == []
     assert (summary.batch, summary.items, summary.failed, summary.policy_version) == ("b0001", 8, 2, 0)
     assert any("item corrupt" in e and "s1/b0001" in e for e in summary.errors)
     assert any("line 8" in e for e in summary.errors)
