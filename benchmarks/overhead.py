@@ -16,14 +16,18 @@ module call group was computing (the union of the groups' intervals, taken aroun
 on a worker thread, as the flow's module calls do on the task runner's. Before each timed
 run the Prefect server is left to settle, and the CPU it spends on a run (recording its
 events, also after the flow returned, up to its last batch) is reported as
-``server_cpu_s``. The flow's and the plain run's answers, decisions, ledger rows and
+``server_cpu_s``. What is not model compute is split three ways: before the first module
+call group started (``head``), between groups while none computed (``gaps``), after the last
+one ended (``tail``). The flow's and the plain run's answers, decisions, ledger rows and
 policy versions must be the same.
 
 Writes ``.fmp/overhead.json``::
 
     {"stream_batch": {"256": {"overhead_ratio": …, "flow_wall_s": …, "model_s": …,
                               "plain_wall_s": …, "plain_model_s": …, "plain_overhead_ratio": …,
-                              "flow_over_plain": …, "task_runs": …, "server_cpu_s": …}, …},
+                              "flow_over_plain": …, "task_runs": …, "server_cpu_s": …,
+                              "flow_head_s": …, "flow_gaps_s": …, "flow_tail_s": …,
+                              "plain_head_s": …, "plain_gaps_s": …, "plain_tail_s": …}, …},
      "ingest_feedback": {"256": {"flow_over_plain": …, "flow_wall_s": …, "plain_wall_s": …,
                                  "server_cpu_s": …}, …},
      "meta": {…}}
@@ -136,6 +140,11 @@ class ModelClock:
 
     def since(self, mark: int) -> tuple[float, int]:
         """(busy seconds, groups) of the groups that ran since ``mark``."""
+        busy, _, _, groups = self.span_since(mark)
+        return busy, groups
+
+    def span_since(self, mark: int) -> tuple[float, float, float, int]:
+        """(busy seconds, first group's start, last group's end, groups) since ``mark``."""
         with self._lock:
             spans = sorted(self.intervals[mark:])
         busy, end = 0.0, float("-inf")
@@ -143,7 +152,8 @@ class ModelClock:
             if b > end:
                 busy += b - max(a, end)
                 end = b
-        return busy, len(spans)
+        first = spans[0][0] if spans else float("nan")
+        return busy, first, end if spans else float("nan"), len(spans)
 
 
 def server_cpu_s() -> float:
@@ -253,6 +263,11 @@ class Run:
     model_s: float = 0.0
     groups: int = 0
     server_cpu_s: float = 0.0
+    #: where the time besides the models went: before the first model call, between calls
+    #: while no model computed, after the last one (they add up to wall − model)
+    head_s: float = 0.0
+    gaps_s: float = 0.0
+    tail_s: float = 0.0
 
 
 def timed(clock: ModelClock, fn: Any, *args: Any) -> Run:
@@ -261,12 +276,15 @@ def timed(clock: ModelClock, fn: Any, *args: Any) -> Run:
     mark, cpu = clock.mark(), server_cpu_s()
     start = time.perf_counter()
     fn(*args)
-    wall = time.perf_counter() - start
-    model, groups = clock.since(mark)
+    end = time.perf_counter()
+    model, first, last, groups = clock.span_since(mark)
     # the server records the run's task runs after the flow returned, in batches it writes
     # when full or every flush interval: wait for the last one, which is the run's cost too
     settle(at_least_s=_recorder_flush_s())
-    return Run(wall, model, groups, server_cpu_s() - cpu)
+    if not groups:
+        return Run(end - start, model, groups, server_cpu_s() - cpu)
+    return Run(end - start, model, groups, server_cpu_s() - cpu, head_s=first - start,
+               gaps_s=last - first - model, tail_s=end - last)
 
 
 def results_of(side: Side, stream: str, batch: str) -> list[Any]:
@@ -346,6 +364,8 @@ def measure(clock: ModelClock, size: int, repeat: int, seed: int) -> tuple[dict[
           "plain_overhead_ratio": _r((pb.wall_s - pb.model_s) / pb.model_s),
           "flow_over_plain": _r(fb.wall_s / pb.wall_s), "task_runs": fb.groups,
           "server_cpu_s": _r(fb.server_cpu_s),
+          "flow_head_s": _r(fb.head_s), "flow_gaps_s": _r(fb.gaps_s), "flow_tail_s": _r(fb.tail_s),
+          "plain_head_s": _r(pb.head_s), "plain_gaps_s": _r(pb.gaps_s), "plain_tail_s": _r(pb.tail_s),
           "runs": {k: [[_r(x.wall_s), _r(x.model_s)] for x in runs[k]]
                    for k in ("flow_batch", "plain_batch")}}
     fi = min(runs["flow_ingest"], key=lambda x: x.wall_s)
@@ -378,6 +398,12 @@ def format_table(report: dict[str, Any]) -> str:
     for size, s in report["ingest_feedback"].items():
         lines.append(f"{'ingest_feedback':<16}{size:>6}{s['flow_wall_s']:>9.2f}{'':>9}{'':>10}"
                      f"{s['plain_wall_s']:>9.2f}{'':>10}{s['flow_over_plain']:>11.2f}")
+    lines += ["", "stream_batch besides the models, ms: before the first model call / between calls "
+              "while none computed / after the last (flow | plain)"]
+    for size, s in report["stream_batch"].items():
+        lines.append(f"{size:>6}  " + " | ".join(
+            " / ".join(f"{1000 * s[f'{side}_{part}_s']:.0f}" for part in ("head", "gaps", "tail"))
+            for side in ("flow", "plain")))
     return "\n".join(lines)
 
 
