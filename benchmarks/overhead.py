@@ -196,22 +196,23 @@ def _recorder_flush_s() -> float:
 
 def plain_batch(side: Side, stream: str, batch: str) -> None:
     """What ``stream_batch`` does, without Prefect."""
-    from flows._batch import process_batch
+    from flows._batch import BatchSummary, process_batch
     from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
     from flows.artifacts import batch_description, batch_table
     from modules.tasks import local_round_runner
-    from storage import batches
+    from storage.records import ResultRow
 
     settings = settings_for(**side.params)
     limit_model_threads(settings.model_threads)
     store = store_for(settings)
     registry = registry_for(settings.catalog)
-    summary = process_batch(settings, store, registry, stream, batch, POLICY,
-                            local_round_runner(registry))
-    loaded = batches.read_results(store, stream, POLICY, batch)
-    if loaded is not None:
-        batch_table(loaded[1])
-        batch_description(stream, batch, POLICY, summary.policy_version, loaded[1])
+
+    def artifact(summary: BatchSummary, rows: list[ResultRow]) -> None:  # built, not posted
+        batch_table(rows)
+        batch_description(stream, batch, POLICY, summary.policy_version, rows)
+
+    process_batch(settings, store, registry, stream, batch, POLICY, local_round_runner(registry),
+                  written=artifact)
 
 
 def plain_ingest(side: Side, stream: str, batch: str) -> None:

@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,18 +70,21 @@ def next_batch(store: ObjectStore, stream: str, policy: str) -> str | None:
 
 
 def process_batch(settings: Settings, store: ObjectStore, registry: Registry, stream: str,
-                  batch: str, policy: str, run_round: RoundRunner) -> BatchSummary:
+                  batch: str, policy: str, run_round: RoundRunner,
+                  written: Callable[[BatchSummary, list[ResultRow]], None] | None = None) -> BatchSummary:
     """Read a batch, run its program on every item with the pinned policy, write results.
 
     Bad items (unparseable manifest lines, corrupt images, program failures) become
     ``failed`` rows naming the batch, item and problem; the rest of the batch runs. Results
     kept locally by an earlier run whose write failed are written instead of recomputed.
+    ``written`` is called with the summary and the rows once they are in the store (the
+    flow's batch artifact is built from them without reading them back).
     """
     # Reading the pinned policy version (a DuckDB open) is the longest wait before the first
     # model call: it starts first, on its own thread, and the batch's reads go on meanwhile.
     with ThreadPoolExecutor(settings.batch_shards + 1, thread_name_prefix=f"{stream}/{batch}") as pool:
         latest = pool.submit(_pinned_version, settings, stream, policy)
-        kept = _deliver_kept(settings, store, stream, batch, policy)
+        kept = _deliver_kept(settings, store, stream, batch, policy, written)
         if kept is not None:
             return kept
         info = batches.read_stream_info(store, stream)
@@ -130,8 +133,11 @@ def process_batch(settings: Settings, store: ObjectStore, registry: Registry, st
     errors += [r.error for r in rows if r.error]
     write_or_keep(settings, store, stream, policy, batch, rows + failed_rows,
                   policy_version=version, program_id=program.program_id, created_at=datetime.now(UTC))
-    return BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
-                        sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+    summary = BatchSummary(stream, batch, policy, version, len(rows) + len(failed_rows),
+                           sum(r.status == "failed" for r in rows) + len(failed_rows), errors)
+    if written is not None:
+        written(summary, rows + failed_rows)
+    return summary
 
 
 def shards(records: Sequence[T], count: int) -> list[list[T]]:
@@ -254,8 +260,8 @@ def write_or_keep(settings: Settings, store: ObjectStore, stream: str, policy: s
                        "without recomputing") from failure
 
 
-def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: str,
-                  policy: str) -> BatchSummary | None:
+def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: str, policy: str,
+                  written: Callable[[BatchSummary, list[ResultRow]], None] | None) -> BatchSummary | None:
     """Write results an earlier run kept locally; None when there are none to write.
 
     Kept results that the store already has newer results for are dropped.
@@ -270,9 +276,12 @@ def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: st
                       policy_version=marker.policy_version, program_id=marker.program_id,
                       created_at=marker.created_at)
         log.warning("%s/%s: wrote the %d results kept in %s", stream, batch, len(rows), kept_store.url)
-        summary: BatchSummary | None = BatchSummary(
+        delivered = BatchSummary(
             stream, batch, policy, marker.policy_version, len(rows),
             sum(r.status == "failed" for r in rows), [r.error for r in rows if r.error])
+        if written is not None:
+            written(delivered, rows)
+        summary: BatchSummary | None = delivered
     else:
         log.warning("%s/%s: %s already has results; dropped the copy kept in %s",
                     stream, batch, store.url, kept_store.url)

@@ -16,6 +16,7 @@ from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
 from policies.specs import DEFAULT_POLICY
 from storage import batches
+from storage.records import ResultRow
 
 
 def _run_name() -> str:
@@ -60,16 +61,17 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_PO
     # the tags' concurrency slots (a new API client and a request, 50-75 ms here), more than
     # most groups compute. The flow run carries the tags; its task runs are listed under it.
     # Tagging it is a request to the server, made while the batch starts.
+    def post_artifact(written: BatchSummary, rows: list[ResultRow]) -> None:
+        publish_batch_artifact(stream, batch, policy, written.policy_version, rows)
+
     with ThreadPoolExecutor(1, thread_name_prefix="tag") as pool:
         tagged = pool.submit(contextvars.copy_context().run, tag_flow_run, labels)
-        summary = process_batch(settings, store, registry, stream, batch, policy,
-                                prefect_round_runner(registry))
+        summary = process_batch(
+            settings, store, registry, stream, batch, policy, prefect_round_runner(registry),
+            written=post_artifact)
         tagged.result()
     for error in summary.errors:
         logger.warning(error)
     logger.info("%s/%s policy %s v%d: %d items, %d failed", stream, batch, policy,
                 summary.policy_version, summary.items, summary.failed)
-    loaded = batches.read_results(store, stream, policy, batch)
-    if loaded is not None:
-        publish_batch_artifact(stream, batch, policy, summary.policy_version, loaded[1])
     return summary
