@@ -271,17 +271,17 @@ def _deliver_kept(settings: Settings, store: ObjectStore, stream: str, batch: st
     if kept is None:
         return None
     marker, rows = kept
+    summary: BatchSummary | None
     if batches.read_results(store, stream, policy, batch) is None:
         write_or_keep(settings, store, stream, policy, batch, rows,
                       policy_version=marker.policy_version, program_id=marker.program_id,
                       created_at=marker.created_at)
         log.warning("%s/%s: wrote the %d results kept in %s", stream, batch, len(rows), kept_store.url)
-        delivered = BatchSummary(
+        summary = BatchSummary(
             stream, batch, policy, marker.policy_version, len(rows),
             sum(r.status == "failed" for r in rows), [r.error for r in rows if r.error])
         if written is not None:
-            written(delivered, rows)
-        summary: BatchSummary | None = delivered
+            written(summary, rows)
     else:
         log.warning("%s/%s: %s already has results; dropped the copy kept in %s",
                     stream, batch, store.url, kept_store.url)

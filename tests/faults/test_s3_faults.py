@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -105,8 +106,15 @@ def test_results_computed_before_a_failed_write_are_kept_and_written_later(
         _freeze(moto)
         return answer(requests)
 
+    published: list[tuple[int, list[Any]]] = []  # what the flow would post as its artifact
+
+    def publish(summary: Any, rows: list[Any]) -> None:
+        published.append((summary.items, rows))
+
     with pytest.raises(StorageError) as info:
-        process_batch(settings, store, registry, "s1", "b0001", "learned", freeze_after_reading)
+        process_batch(settings, store, registry, "s1", "b0001", "learned", freeze_after_reading,
+                      written=publish)
+    assert published == []  # no artifact for results that are not in the store
     message = str(info.value)
     assert message.startswith("s1/b0001: results of 5 items not written to s3://results/")
     assert f"kept in {kept_results(settings).url}, the next run of the batch writes them" in message
@@ -117,11 +125,13 @@ def test_results_computed_before_a_failed_write_are_kept_and_written_later(
     computed = len(calls)
     assert computed > 0
 
-    summary = process_batch(settings, store, registry, "s1", "b0001", "learned", freeze_after_reading)
+    summary = process_batch(settings, store, registry, "s1", "b0001", "learned", freeze_after_reading,
+                            written=publish)
     assert len(calls) == computed  # written, not recomputed
     assert (summary.items, summary.failed) == (5, 0)
     written = batches.read_results(store, "s1", "learned", "b0001")
     assert written is not None
     marker, rows = written
     assert rows == kept[1] and marker.created_at == kept[0].created_at
+    assert published == [(5, rows)]  # the artifact shows the rows the store now holds
     assert batches.read_results(kept_results(settings), "s1", "learned", "b0001") is None
