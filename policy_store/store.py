@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal, TypeVar
 
 import duckdb
@@ -48,14 +49,14 @@ from policy_store.records import (
     IngestSummary,
     PolicyVersion,
 )
-from policy_store.versions import VersionsMixin, utcnow
+from policy_store.versions import VersionsMixin, utcnow, version_from_row
 
 T = TypeVar("T")
 _LOCK_MARKERS = ("could not set lock", "conflicting lock")
+_VERSION_COLUMNS = [c.name for c in schema.policy_versions.columns]
 #: The latest version of (stream, policy): ``PolicyStore.read_latest_version``.
-_LATEST_SQL = ("SELECT stream, policy, version, learner, config_json, params, parent, created_at, "
-               "note FROM policy_versions WHERE stream = ? AND policy = ? ORDER BY version DESC "
-               "LIMIT 1")
+_LATEST_SQL = (f"SELECT {', '.join(_VERSION_COLUMNS)} FROM {schema.policy_versions.name} "
+               "WHERE stream = ? AND policy = ? ORDER BY version DESC LIMIT 1")
 #: A DuckLake write that lost to other writers is tried this many times in all, the waits
 #: between tries drawn at random up to a cap that doubles from ``_CONFLICT_WAIT_S``.
 CONFLICT_ATTEMPTS = 30
@@ -209,7 +210,7 @@ class PolicyStore(VersionsMixin):
         What a batch run reads before its first routing decision. Through SQLAlchemy the same
         read is some thirty calls into DuckDB, each of which gives up the interpreter and
         waits to get it back while the run's other threads decode images and submit task
-        runs: 40-80 ms there against ~15 ms alone; this is four.
+        runs; this is four.
         """
         if self.path is None:
             raise TypeError(f"{self.url}: read_latest_version reads a DuckDB file store")
@@ -223,12 +224,8 @@ class PolicyStore(VersionsMixin):
                     return None
 
         row = self._retry(read)
-        if row is None:
-            return None
-        stream_, policy_, version, learner, config_json, params, parent, created_at, note = row
-        return PolicyVersion(stream=stream_, policy=policy_, version=version, learner=learner,
-                             config_json=config_json, params=bytes(params), parent=parent,
-                             created_at=created_at.replace(tzinfo=UTC), note=note)
+        return None if row is None else version_from_row(
+            SimpleNamespace(**dict(zip(_VERSION_COLUMNS, row, strict=True))))
 
     def initialised(self) -> bool:
         """True when the schema exists (``init()`` has run on this database)."""

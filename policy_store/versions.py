@@ -26,7 +26,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _version(row: Any) -> PolicyVersion:
+def version_from_row(row: Any) -> PolicyVersion:
+    """A ``policy_versions`` row (any object with its columns as attributes) as a PolicyVersion."""
     return PolicyVersion(
         stream=row.stream, policy=row.policy, version=row.version, learner=row.learner,
         config_json=row.config_json, params=bytes(row.params), parent=row.parent,
@@ -49,7 +50,7 @@ def _fetch(conn: Connection, stream: str, policy: str, version: int) -> PolicyVe
             f"stream {stream!r}, policy {policy!r} has no version {version}; "
             f"known versions: {listed}"
         )
-    return _version(row)
+    return version_from_row(row)
 
 
 def _learned_row(conn: Connection, stream: str, policy: str, batch: str) -> Any:
@@ -72,7 +73,7 @@ class VersionsMixin:
         """The highest version of (stream, policy), or None when none was saved."""
         stmt = _select(stream, policy).order_by(_V.c.version.desc()).limit(1)
         row = self._run(lambda conn: conn.execute(stmt).first())
-        return None if row is None else _version(row)
+        return None if row is None else version_from_row(row)
 
     def get_version(self, stream: str, policy: str, version: int) -> PolicyVersion:
         """One version; UnknownVersionError listing the known versions otherwise."""
@@ -81,7 +82,7 @@ class VersionsMixin:
     def list_versions(self, stream: str, policy: str) -> list[PolicyVersion]:
         """All versions of (stream, policy), oldest first."""
         stmt = _select(stream, policy).order_by(_V.c.version)
-        return [_version(r) for r in self._run(lambda conn: conn.execute(stmt).all())]
+        return [version_from_row(r) for r in self._run(lambda conn: conn.execute(stmt).all())]
 
     def learning_steps(self, stream: str, policy: str) -> set[LearningStep]:
         """Every saved version's learning from labels (versions that learned no label version,
