@@ -18,8 +18,9 @@ run the Prefect server is left to settle, and the CPU it spends on a run (record
 events, also after the flow returned, up to its last batch) is reported as
 ``server_cpu_s``. What is not model compute is split three ways: before the first module
 call group started (``head``), between groups while none computed (``gaps``), after the last
-one ended (``tail``). The flow's and the plain run's answers, decisions, ledger rows and
-policy versions must be the same.
+one ended (``tail``). The requests each flow run made to the Prefect server are counted, with
+the wall time during which any was outstanding (``api_requests``, ``api_wait_s``). The flow's
+and the plain run's answers, decisions, ledger rows and policy versions must be the same.
 
 Writes ``.fmp/overhead.json``::
 
@@ -27,9 +28,10 @@ Writes ``.fmp/overhead.json``::
                               "plain_wall_s": …, "plain_model_s": …, "plain_overhead_ratio": …,
                               "flow_over_plain": …, "task_runs": …, "server_cpu_s": …,
                               "flow_head_s": …, "flow_gaps_s": …, "flow_tail_s": …,
-                              "plain_head_s": …, "plain_gaps_s": …, "plain_tail_s": …}, …},
+                              "plain_head_s": …, "plain_gaps_s": …, "plain_tail_s": …,
+                              "api_requests": …, "api_wait_s": …}, …},
      "ingest_feedback": {"256": {"flow_over_plain": …, "flow_wall_s": …, "plain_wall_s": …,
-                                 "server_cpu_s": …}, …},
+                                 "server_cpu_s": …, "api_requests": …, "api_wait_s": …}, …},
      "meta": {…}}
 
 ``overhead_ratio`` = (flow wall − model compute) ÷ model compute; ``flow_over_plain`` =
@@ -156,6 +158,43 @@ class ModelClock:
         return busy, first, end if spans else float("nan"), len(spans)
 
 
+class RequestClock(ModelClock):
+    """When this process waited on the Prefect server: every HTTP request's (start, end), from
+    any thread (the engine's own, ``tag_flow_run``'s, the artifact's), on httpx's sync and
+    async clients. Events and logs go over a websocket and a batching thread, not requests.
+
+    ``since`` gives the union of the requests' intervals (two requests at once count once)
+    and their number."""
+
+    def __init__(self) -> None:  # not ModelClock's: nothing to do with answer_group
+        import httpx
+
+        self.intervals = []
+        self._lock = threading.Lock()
+        sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
+
+        def record(start: float) -> None:
+            with self._lock:
+                self.intervals.append((start, time.perf_counter()))
+
+        def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return sync_send(client, request, *args, **kwargs)
+            finally:
+                record(start)
+
+        async def asend(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await async_send(client, request, *args, **kwargs)
+            finally:
+                record(start)
+
+        httpx.Client.send = send  # type: ignore[method-assign,assignment]
+        httpx.AsyncClient.send = asend  # type: ignore[method-assign,assignment]
+
+
 def server_cpu_s() -> float:
     """CPU seconds used so far by this process's children (the ephemeral Prefect server)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -269,23 +308,30 @@ class Run:
     head_s: float = 0.0
     gaps_s: float = 0.0
     tail_s: float = 0.0
+    #: requests to the Prefect server during the run, and the wall time any was outstanding
+    requests: int = 0
+    request_s: float = 0.0
 
 
-def timed(clock: ModelClock, fn: Any, *args: Any) -> Run:
-    """One run after the server has settled: wall, model busy time, groups, server CPU."""
+def timed(clock: ModelClock, fn: Any, *args: Any, api: RequestClock | None = None) -> Run:
+    """One run after the server has settled: wall, model busy time, groups, server CPU,
+    requests to the server."""
     settle()
     mark, cpu = clock.mark(), server_cpu_s()
+    api_mark = api.mark() if api is not None else 0
     start = time.perf_counter()
     fn(*args)
     end = time.perf_counter()
     model, first, last, groups = clock.span_since(mark)
+    request_s, requests = api.since(api_mark) if api is not None else (0.0, 0)
     # the server records the run's task runs after the flow returned, in batches it writes
     # when full or every flush interval: wait for the last one, which is the run's cost too
     settle(at_least_s=_recorder_flush_s())
-    if not groups:
-        return Run(end - start, model, groups, server_cpu_s() - cpu)
-    return Run(end - start, model, groups, server_cpu_s() - cpu, head_s=first - start,
-               gaps_s=last - first - model, tail_s=end - last)
+    run = Run(end - start, model, groups, server_cpu_s() - cpu, requests=requests,
+              request_s=request_s)
+    if groups:
+        run.head_s, run.gaps_s, run.tail_s = first - start, last - first - model, end - last
+    return run
 
 
 def results_of(side: Side, stream: str, batch: str) -> list[Any]:
@@ -313,7 +359,8 @@ def ledger_of(side: Side) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
     return db.query(_LEDGER)[1], db.query(_VERSIONS)[1]
 
 
-def measure(clock: ModelClock, size: int, repeat: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure(clock: ModelClock, size: int, repeat: int, seed: int,
+            api: RequestClock | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both flows at one size: (stream_batch entry, ingest_feedback entry)."""
     stream = f"overhead-{size}"
     base = HOME / str(size)
@@ -346,11 +393,11 @@ def measure(clock: ModelClock, size: int, repeat: int, seed: int) -> tuple[dict[
     order = [("plain_batch", plain_b), ("flow_batch", lambda: flow_batch(flow, stream, measured))]
     for r in range(repeat):  # the same pinned version each time: the same choices
         for name, fn in order if r % 2 == 0 else order[::-1]:  # each goes first in turn
-            runs[name].append(timed(clock, fn))
+            runs[name].append(timed(clock, fn, api=api))
     order = [("plain_ingest", plain_i), ("flow_ingest", flow_i)]
     for r in range(repeat):
         for name, fn in order if r % 2 == 0 else order[::-1]:
-            runs[name].append(timed(clock, fn))
+            runs[name].append(timed(clock, fn, api=api))
 
     if results_of(plain, stream, measured) != results_of(flow, stream, measured):
         raise RuntimeError(f"size {size}: the flow's answers or decisions differ from the plain run's")
@@ -367,12 +414,14 @@ def measure(clock: ModelClock, size: int, repeat: int, seed: int) -> tuple[dict[
           "server_cpu_s": _r(fb.server_cpu_s),
           "flow_head_s": _r(fb.head_s), "flow_gaps_s": _r(fb.gaps_s), "flow_tail_s": _r(fb.tail_s),
           "plain_head_s": _r(pb.head_s), "plain_gaps_s": _r(pb.gaps_s), "plain_tail_s": _r(pb.tail_s),
+          "api_requests": fb.requests, "api_wait_s": _r(fb.request_s),
           "runs": {k: [[_r(x.wall_s), _r(x.model_s)] for x in runs[k]]
                    for k in ("flow_batch", "plain_batch")}}
     fi = min(runs["flow_ingest"], key=lambda x: x.wall_s)
     pi = min(runs["plain_ingest"], key=lambda x: x.wall_s)
     fe = {"items": size, "flow_over_plain": _r(fi.wall_s / pi.wall_s), "flow_wall_s": _r(fi.wall_s),
           "plain_wall_s": _r(pi.wall_s), "server_cpu_s": _r(fi.server_cpu_s),
+          "api_requests": fi.requests, "api_wait_s": _r(fi.request_s),
           "runs": {k: [_r(x.wall_s) for x in runs[k]] for k in ("flow_ingest", "plain_ingest")}}
     return sb, fe
 
@@ -405,6 +454,13 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{size:>6}  " + " | ".join(
             " / ".join(f"{1000 * s[f'{side}_{part}_s']:.0f}" for part in ("head", "gaps", "tail"))
             for side in ("flow", "plain")))
+    if any("api_requests" in s for s in report["stream_batch"].values()):
+        lines += ["", "requests to the Prefect server per flow run (ms while any was outstanding): "
+                  "stream_batch | ingest_feedback"]
+        for size, s in report["stream_batch"].items():
+            f = report["ingest_feedback"].get(size, {})
+            lines.append(f"{size:>6}  {s['api_requests']} ({1000 * s['api_wait_s']:.0f})"
+                         + (f" | {f['api_requests']} ({1000 * f['api_wait_s']:.0f})" if f else ""))
     return "\n".join(lines)
 
 
@@ -426,12 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     report: dict[str, Any] = {"stream_batch": {}, "ingest_feedback": {}}
     start = time.perf_counter()
-    clock = ModelClock()
+    clock, api = ModelClock(), RequestClock()
     from flows._runtime import in_process_runs
 
     with in_process_runs():  # as the CLI and the demo run the flows
         for size in sizes:
-            sb, fb = measure(clock, size, args.repeat, args.seed)
+            sb, fb = measure(clock, size, args.repeat, args.seed, api)
             report["stream_batch"][str(size)] = sb
             report["ingest_feedback"][str(size)] = fb
             print(f"size {size}: stream_batch overhead {sb['overhead_ratio']:.3f}, "

@@ -7,7 +7,6 @@ It is the only writer of the DuckDB policy store: every run holds the one slot o
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from flows._batch import load_program
 from flows._feedback import FeedbackSummary, ingest_batch, pending_feedback
@@ -31,13 +30,11 @@ from storage.errors import StorageError
 from storage.faultpoints import fault_point
 
 
-def _run_name() -> str:
-    params = flow_run.parameters
-    return f"ingest_feedback/{params['stream']}/{params.get('batch') or 'pending'}"
-
-
-@flow(name="ingest_feedback", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+# No ``flow_run_name``: the engine would rename the run with a request of its own before the
+# body starts. Runs that a deployment creates carry a name already (``flows.run_names``); the
+# run names itself ``ingest_feedback/<stream>/<batches>`` once it knows what it ingests, with
+# its tags, in one request.
+@flow(name="ingest_feedback", log_prints=False, persist_result=False, result_storage=RESULT_STORAGE)
 def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest one batch, or every batch whose results or labels changed or are unlearned.
@@ -72,14 +69,14 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT
     with (store_writer(database=settings.database, store=policy_store_at(settings)),
           held_policy_store(settings) as db):  # one connection
         todo = [batch] if batch else pending_feedback(store, db, stream, policy)
-        if not batch:  # the name said "pending" until now: say what this run ingests
-            rename_flow_run(f"ingest_feedback/{stream}/{batches_label(todo)}")
+        name = f"ingest_feedback/{stream}/{batches_label(todo)}"  # what this run ingests
         if not todo:
+            rename_flow_run(name)
             logger.info("stream %s: no batch whose results or labels changed or are unlearned "
                         "for policy %s", stream, policy)
             return summaries
         info = batches.read_stream_info(store, stream)
-        tag_flow_run(run_tags(stream, policy, info.query_id))
+        tag_flow_run(run_tags(stream, policy, info.query_id), name)
         register_costs(db, registry, load_program(info, policy))
         for b in todo:
             summary = ingest_batch(settings, store, registry, db, stream, b, policy)

@@ -2,7 +2,7 @@
 
 The server's scheduler service inserts a deployment's future runs itself (up to an hour
 ahead; no client, no event) and gives each a random name (``generate_slug``), which the run
-keeps until it starts and its flow's ``flow_run_name`` replaces it: the UI's upcoming runs read
+keeps until it starts and its flow names it: the UI's upcoming runs read
 "crimson-fox", "witty-owl". ``install`` adds a trigger to the server's own database (SQLite or
 Postgres, the two Prefect supports) that names each run the scheduler inserts for one of fmp's
 flows as the flow names it when it starts (``discover/all streams``,

@@ -21,8 +21,9 @@ def run_tags(stream: str, policy: str, query_id: str | None = None) -> list[str]
     return tags + ([f"query:{query_id}"] if query_id else [])
 
 
-def tag_flow_run(tags: Iterable[str]) -> None:
-    """Add ``tags`` to the current flow run (runs started by a schedule or the CLI lack them)."""
+def tag_flow_run(tags: Iterable[str], name: str | None = None) -> None:
+    """Add ``tags`` to the current flow run (runs started by a schedule or the CLI lack them)
+    and, given ``name``, name it so: one request, and none when it has both already."""
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
 
@@ -31,9 +32,12 @@ def tag_flow_run(tags: Iterable[str]) -> None:
         return
     run = context.flow_run  # as the engine read it when the run started: no request here
     wanted = sorted(set(run.tags) | set(tags))
-    if wanted != sorted(run.tags):
+    rename = name if name is not None and name != run.name else None
+    if wanted != sorted(run.tags) or rename is not None:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(run.id, tags=wanted)
+            client.update_flow_run(run.id, tags=wanted, name=rename)
+        if rename is not None:
+            run.name = rename
 
 
 def batches_label(batch_ids: list[str], most: int = 3) -> str:

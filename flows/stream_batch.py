@@ -6,7 +6,6 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
@@ -19,13 +18,16 @@ from storage import batches
 from storage.records import ResultRow
 
 
-def _run_name() -> str:
-    params = flow_run.parameters
-    return f"stream_batch/{params['stream']}/{params.get('batch') or 'next'}"
+def run_name(stream: str, batch: str | None) -> str:
+    """``stream_batch/<stream>/<batch>`` (``next`` while the batch is not chosen yet)."""
+    return f"stream_batch/{stream}/{batch or 'next'}"
 
 
-@flow(name="stream_batch", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+# No ``flow_run_name``: the engine would rename the run with a request of its own before the
+# body starts. Runs that a deployment creates carry the name already (``flows.discover``,
+# ``flows.run_names``); the others get it with their tags, in one request made while the
+# batch starts.
+@flow(name="stream_batch", log_prints=False, persist_result=False, result_storage=RESULT_STORAGE)
 def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                  storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
     """Answer every item of a batch and write answers, decisions and costs to storage.
@@ -60,12 +62,13 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_PO
     # The task runs carry no tags: around every tagged task run Prefect asks the server for
     # the tags' concurrency slots (a new API client and a request, 50-75 ms here), more than
     # most groups compute. The flow run carries the tags; its task runs are listed under it.
-    # Tagging it is a request to the server, made while the batch starts.
+    # Tagging (and naming) it is one request to the server, made while the batch starts.
     def post_artifact(written: BatchSummary, rows: list[ResultRow]) -> None:
         publish_batch_artifact(stream, batch, policy, written.policy_version, rows)
 
     with ThreadPoolExecutor(1, thread_name_prefix="tag") as pool:
-        tagged = pool.submit(contextvars.copy_context().run, tag_flow_run, labels)
+        tagged = pool.submit(contextvars.copy_context().run, tag_flow_run, labels,
+                             run_name(stream, batch))
         summary = process_batch(
             settings, store, registry, stream, batch, policy, prefect_round_runner(registry),
             written=post_artifact)
