@@ -112,41 +112,29 @@ def publish(src: Path, stream: str, size: int, seed: int) -> list[str]:
             for bid, n in (("b0000", WARMUP_ITEMS), ("b0001", size))]
 
 
-class ModelClock:
-    """When module call groups computed: every ``answer_group`` call's (start, end).
-
-    Model compute of a run is the union of its groups' intervals: the wall time during
-    which at least one model computed (groups of one round may run concurrently).
-    """
+class _Spans:
+    """Intervals (start, end) recorded from any thread; ``since`` and ``span_since`` measure
+    those recorded after a ``mark``."""
 
     def __init__(self) -> None:
-        import modules.executor
-        import modules.tasks
-
         self.intervals: list[tuple[float, float]] = []
         self._lock = threading.Lock()
-        inner = modules.executor.answer_group
 
-        def timed(registry: Any, request: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return inner(registry, request)
-            finally:
-                with self._lock:
-                    self.intervals.append((start, time.perf_counter()))
-
-        modules.tasks.answer_group = timed  # type: ignore[attr-defined]  # run_module and the local runner call it
+    def record(self, start: float) -> None:
+        """An interval from ``start`` until now."""
+        with self._lock:
+            self.intervals.append((start, time.perf_counter()))
 
     def mark(self) -> int:
         return len(self.intervals)
 
     def since(self, mark: int) -> tuple[float, int]:
-        """(busy seconds, groups) of the groups that ran since ``mark``."""
+        """(busy seconds, intervals) of the intervals recorded since ``mark``."""
         busy, _, _, groups = self.span_since(mark)
         return busy, groups
 
     def span_since(self, mark: int) -> tuple[float, float, float, int]:
-        """(busy seconds, first group's start, last group's end, groups) since ``mark``."""
+        """(busy seconds — their union —, first start, last end, intervals) since ``mark``."""
         with self._lock:
             spans = sorted(self.intervals[mark:])
         busy, end = 0.0, float("-inf")
@@ -158,7 +146,31 @@ class ModelClock:
         return busy, first, end if spans else float("nan"), len(spans)
 
 
-class RequestClock(ModelClock):
+class ModelClock(_Spans):
+    """When module call groups computed: every ``answer_group`` call's (start, end).
+
+    Model compute of a run is the union of its groups' intervals: the wall time during
+    which at least one model computed (groups of one round may run concurrently).
+    """
+
+    def __init__(self) -> None:
+        import modules.executor
+        import modules.tasks
+
+        super().__init__()
+        inner = modules.executor.answer_group
+
+        def timed(registry: Any, request: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(registry, request)
+            finally:
+                self.record(start)
+
+        modules.tasks.answer_group = timed  # type: ignore[attr-defined]  # run_module and the local runner call it
+
+
+class RequestClock(_Spans):
     """When this process waited on the Prefect server: every HTTP request's (start, end), from
     any thread (the engine's own, ``tag_flow_run``'s, the artifact's), on httpx's sync and
     async clients. Events and logs go over a websocket and a batching thread, not requests.
@@ -166,16 +178,12 @@ class RequestClock(ModelClock):
     ``since`` gives the union of the requests' intervals (two requests at once count once)
     and their number."""
 
-    def __init__(self) -> None:  # not ModelClock's: nothing to do with answer_group
+    def __init__(self) -> None:
         import httpx
 
-        self.intervals = []
-        self._lock = threading.Lock()
+        super().__init__()
         sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
-
-        def record(start: float) -> None:
-            with self._lock:
-                self.intervals.append((start, time.perf_counter()))
+        record = self.record
 
         def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()

@@ -20,7 +20,7 @@ from benchmarks.publish import StreamPlan, publish_stream
 from benchmarks.queries import DEMO_QUERIES
 from flows._runtime import in_process_runs, policy_store_for, quiet_teardown, settings_for, store_for
 from flows.ingest_feedback import ingest_feedback
-from flows.runs import RESULT_STORAGE
+from flows.runs import FLOW_OPTIONS
 from flows.stream_batch import stream_batch
 from policies.specs import FIXED_LEARNERS, policy_spec
 from policy_store.report import PolicyTable, format_table, policy_table, write_report
@@ -33,8 +33,7 @@ def _run_name() -> str:
     return f"run_demo/{params.get('n_batches', 6)} batches x {params.get('batch_size', 40)} items"
 
 
-@flow(name="run_demo", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="run_demo", flow_run_name=_run_name, **FLOW_OPTIONS)
 def run_demo(n_batches: int = 6, batch_size: int = 40, positive_rate: float = 0.1, seed: int = 0,
              policies: tuple[str, ...] = DEMO_POLICIES, storage_url: str | None = None,
              db_path: str | None = None) -> PolicyTable:

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows._runtime import settings_for, store_for
-from flows.runs import RESULT_STORAGE, run_tags, tag_flow_run
+from flows.runs import FLOW_OPTIONS, run_tags, tag_flow_run
 from policies.specs import DEFAULT_POLICY
 from storage import batches
 from storage.registry import registered_streams
@@ -46,8 +46,7 @@ def new_batches(stream: str, policy: str, storage_url: str | None = None) -> lis
     return [b for b in batches.list_batches(store, stream) if b not in done]
 
 
-@flow(name="discover_batches", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="discover_batches", flow_run_name=_run_name, **FLOW_OPTIONS)
 def discover_batches(stream: str | None = None, policy: str = DEFAULT_POLICY, max_runs: int = 10,
                      deployment: str = STREAM_BATCH_DEPLOYMENT,
                      storage_url: str | None = None) -> list[str]:

@@ -6,7 +6,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows._runtime import settings_for
-from flows.runs import RESULT_STORAGE
+from flows.runs import FLOW_OPTIONS
 from policy_store.report import PolicyTable, format_table, policy_table, write_report
 from policy_store.store import PolicyStore
 
@@ -22,8 +22,7 @@ def _run_name() -> str:
     return f"evaluate/{'+'.join(streams) if streams else 'every-stream'}"
 
 
-@flow(name="evaluate", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="evaluate", flow_run_name=_run_name, **FLOW_OPTIONS)
 def evaluate(streams: list[str] | None = None, db_path: str | None = None) -> PolicyTable:
     """Compare the policies on the labelled items already in the ledger.
 

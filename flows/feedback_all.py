@@ -15,7 +15,7 @@ from flows._feedback import FeedbackSummary, pending_feedback
 from flows._runtime import held_policy_store, policy_store_at, settings_for, store_for
 from flows.ingest_feedback import ingest_feedback
 from flows.locks import store_writer
-from flows.runs import RESULT_STORAGE
+from flows.runs import FLOW_OPTIONS
 from policies.specs import DEFAULT_POLICY
 from storage.registry import registered_streams
 
@@ -34,8 +34,7 @@ def pending_by_stream(policy: str, storage_url: str | None = None,
     return {s: todo for s, todo in pending.items() if todo}
 
 
-@flow(name="ingest_feedback_all", flow_run_name="ingest_feedback/all streams", log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="ingest_feedback_all", flow_run_name="ingest_feedback/all streams", **FLOW_OPTIONS)
 def ingest_feedback_all(policy: str = DEFAULT_POLICY, storage_url: str | None = None,
                         db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest the pending feedback of every registered stream, one subflow run per batch.

@@ -22,7 +22,7 @@ from flows.artifacts import publish_feedback_artifact
 from flows.feedback_report import feedback_report
 from flows.locks import store_writer
 from flows.report_html import publish_trend_artifact
-from flows.runs import RESULT_STORAGE, batches_label, rename_flow_run, run_tags, tag_flow_run
+from flows.runs import FLOW_OPTIONS, batches_label, rename_flow_run, run_tags, tag_flow_run
 from policies.costs import register_costs
 from policies.specs import DEFAULT_POLICY
 from storage import batches
@@ -34,7 +34,7 @@ from storage.faultpoints import fault_point
 # body starts. Runs that a deployment creates carry a name already (``flows.run_names``); the
 # run names itself ``ingest_feedback/<stream>/<batches>`` once it knows what it ingests, with
 # its tags, in one request.
-@flow(name="ingest_feedback", log_prints=False, persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="ingest_feedback", **FLOW_OPTIONS)
 def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                     storage_url: str | None = None, db_path: str | None = None) -> list[FeedbackSummary]:
     """Ingest one batch, or every batch whose results or labels changed or are unlearned.

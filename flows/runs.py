@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prefect.settings import get_current_settings
 
@@ -13,6 +14,11 @@ from prefect.settings import get_current_settings
 #: result folder, never written) is named only because, with no storage named, the flow
 #: engine asks the server three times per flow run for its default result storage block.
 RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
+
+#: What every fmp flow passes to ``@flow``: no print capture, no persisted result, and the
+#: result storage named (``RESULT_STORAGE``).
+FLOW_OPTIONS: dict[str, Any] = {"log_prints": False, "persist_result": False,
+                                "result_storage": RESULT_STORAGE}
 
 
 def run_tags(stream: str, policy: str, query_id: str | None = None) -> list[str]:

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from flows._batch import BatchSummary, next_batch, process_batch
 from flows._runtime import limit_model_threads, registry_for, settings_for, store_for
 from flows.artifacts import publish_batch_artifact
-from flows.runs import RESULT_STORAGE, batches_label, rename_flow_run, run_tags, tag_flow_run
+from flows.runs import FLOW_OPTIONS, batches_label, rename_flow_run, run_tags, tag_flow_run
 from flows.secrets import with_api_keys
 from modules.tasks import prefect_round_runner
 from policies.specs import DEFAULT_POLICY
@@ -18,16 +18,11 @@ from storage import batches
 from storage.records import ResultRow
 
 
-def run_name(stream: str, batch: str | None) -> str:
-    """``stream_batch/<stream>/<batch>`` (``next`` while the batch is not chosen yet)."""
-    return f"stream_batch/{stream}/{batch or 'next'}"
-
-
 # No ``flow_run_name``: the engine would rename the run with a request of its own before the
 # body starts. Runs that a deployment creates carry the name already (``flows.discover``,
 # ``flows.run_names``); the others get it with their tags, in one request made while the
 # batch starts.
-@flow(name="stream_batch", log_prints=False, persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="stream_batch", **FLOW_OPTIONS)
 def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_POLICY,
                  storage_url: str | None = None, db_path: str | None = None) -> BatchSummary | None:
     """Answer every item of a batch and write answers, decisions and costs to storage.
@@ -68,7 +63,7 @@ def stream_batch(stream: str, batch: str | None = None, policy: str = DEFAULT_PO
 
     with ThreadPoolExecutor(1, thread_name_prefix="tag") as pool:
         tagged = pool.submit(contextvars.copy_context().run, tag_flow_run, labels,
-                             run_name(stream, batch))
+                             f"stream_batch/{stream}/{batch}")
         summary = process_batch(
             settings, store, registry, stream, batch, policy, prefect_round_runner(registry),
             written=post_artifact)

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows._runtime import policy_store_for, settings_for
-from flows.runs import RESULT_STORAGE
+from flows.runs import FLOW_OPTIONS
 from flows.secrets import synthesizer_api_key
 from modules.synthesis import make_synthesizer, task_hash, validate
 from modules.synthesis import synthesize as run_synthesis
@@ -72,8 +72,7 @@ def _run_name() -> str:
     return f"synthesize/{text[:40]}"
 
 
-@flow(name="synthesize", flow_run_name=_run_name, log_prints=False,
-      persist_result=False, result_storage=RESULT_STORAGE)
+@flow(name="synthesize", flow_run_name=_run_name, **FLOW_OPTIONS)
 def synthesize(task_text: str, synthesizer: str = "grammar", regenerate: bool = False,
                answer_type: str = "bool", model: str | None = None, base_url: str | None = None,
                db_path: str | None = None) -> SynthesisSummary:
