@@ -19,6 +19,7 @@ import argparse
 import ctypes
 import json
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -205,10 +206,18 @@ def _phase(setup: _Setup, stream: Stream, policies: list[str], lams: list[float]
 _WORKER: dict[str, Any] = {}
 
 
+#: How much lower the worker processes' CPU priority is than the main process's while the main
+#: process runs the policies that learn across queries (``os.nice``): those run one query
+#: after another, so they are the run's critical path, and the workers fill what CPU is left.
+WORKER_NICENESS = 10
+
+
 def _worker_init(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float],
-                 names: list[str]) -> None:
+                 names: list[str], niceness: int = 0) -> None:
     import torch
 
+    if niceness:
+        os.nice(niceness)
     torch.set_num_threads(1)
     keep_freed_memory()
     setup = _setup(args, unit_flops)
@@ -252,7 +261,8 @@ def _parts(setup: _Setup, args: argparse.Namespace, queries: list[BenchQuery], p
                          f"{foreign} are not among them (run them with --jobs 1)")
     unit_flops = known_unit_flops(setup.ctx.registry)
     spawn = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
-    with spawn.Pool(jobs, _worker_init, (args, unit_flops, list(runners))) as pool:
+    niceness = WORKER_NICENESS if then else 0
+    with spawn.Pool(jobs, _worker_init, (args, unit_flops, list(runners), niceness)) as pool:
         work = [(i, first, bool(then)) for i in range(len(queries))]
         for query, part in zip(queries, pool.imap(_worker_query, work), strict=True):
             if then:
