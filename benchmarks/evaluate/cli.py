@@ -164,6 +164,7 @@ class _Part:
     seconds: float = 0.0
     stream: Stream | None = None  # handed on to the next phase (in another process)
     answers: dict[CallKey, Answered] | None = None
+    niceness: int | None = None  # of the worker process that ran the phase (``os.nice(0)``)
 
     def add(self, other: _Part) -> None:
         self.results.update(other.results)
@@ -175,6 +176,8 @@ class _Part:
         self.reused += other.reused
         self.stored += other.stored
         self.seconds += other.seconds
+        if other.niceness is not None:
+            self.niceness = max(self.niceness or 0, other.niceness)
 
 
 def _open_query(setup: _Setup, query: BenchQuery) -> tuple[Stream, int]:
@@ -232,6 +235,7 @@ def _worker_query(job: tuple[int, list[str], bool]) -> _Part:
     stream, loaded = _open_query(setup, _WORKER["queries"][index])
     part = _phase(setup, stream, policies, list(_WORKER["args"].lam), _WORKER["runners"], keep)
     part.loaded = loaded
+    part.niceness = os.nice(0)
     return part
 
 
@@ -315,7 +319,12 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     decision: dict[str, list[float]] = {}
     pins: dict[tuple[str, float], dict[str, str]] = {}
     calls = _Part()
+    # how much lower the workers' CPU priority was than this process's (WORKER_NICENESS while
+    # across-query policies ran here, less where this process is niced already; 0: no workers)
+    niceness = 0
     for i, (query, part) in enumerate(_parts(setup, args, queries, policies, runners)):
+        if part.niceness is not None:
+            niceness = max(niceness, part.niceness - os.nice(0))
         got = _ordered(part.results, runners)
         if on_query is not None:
             on_query(query.id, got)
@@ -356,7 +365,8 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
               "monolithic_backend": mono, "monolithic_gflops_per_call": mono_flops / 1e9,
               "paper_learner": {"width": settings.paper_width, "input": settings.paper_input},
               "decision_us_per_call_site": decision_us, "seconds": time.time() - started,
-              "jobs": 1 if settings.baseline else args.jobs, "baseline_path": settings.baseline,
+              "jobs": 1 if settings.baseline else args.jobs, "worker_niceness": niceness,
+              "baseline_path": settings.baseline,
               "call_table": None if setup.table is None else str(setup.table.root),
               "model_calls": {"computed": calls.computed, "loaded": calls.loaded,
                               "reused": calls.reused, "stored": calls.stored},

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from benchmarks.evaluate.cli import evaluate, parser
+from benchmarks.evaluate.cli import WORKER_NICENESS, evaluate, parser
 from benchmarks.evaluate.runners import ALL_POLICIES, DEFAULT_POLICIES, LAMBDA_POLICIES, RUNNERS, resolve
 from benchmarks.speed import differences
 
@@ -151,4 +152,6 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     assert cold["model_calls"]["stored"] == cold["model_calls"]["computed"] > 0
     assert warm["model_calls"]["computed"] == 0 and warm["model_calls"]["loaded"] == cold["model_calls"]["stored"]
     assert base["call_table"] is None and base["model_calls"]["stored"] == 0
+    # the workers yielded the CPU to the main process, which ran the across-query policies
+    assert cold["worker_niceness"] == min(WORKER_NICENESS, 19 - os.nice(0)) and warm["worker_niceness"] == 0
 
