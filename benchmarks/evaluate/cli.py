@@ -176,8 +176,6 @@ class _Part:
         self.reused += other.reused
         self.stored += other.stored
         self.seconds += other.seconds
-        if other.niceness is not None:
-            self.niceness = max(self.niceness or 0, other.niceness)
 
 
 def _open_query(setup: _Setup, query: BenchQuery) -> tuple[Stream, int]:
@@ -216,7 +214,7 @@ WORKER_NICENESS = 10
 
 
 def _worker_init(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float],
-                 names: list[str], niceness: int = 0) -> None:
+                 names: list[str], niceness: int) -> None:
     import torch
 
     if niceness:
@@ -321,10 +319,10 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     calls = _Part()
     # how much lower the workers' CPU priority was than this process's (WORKER_NICENESS while
     # across-query policies ran here, less where this process is niced already; 0: no workers)
-    niceness = 0
+    niceness, own = 0, os.nice(0)
     for i, (query, part) in enumerate(_parts(setup, args, queries, policies, runners)):
         if part.niceness is not None:
-            niceness = max(niceness, part.niceness - os.nice(0))
+            niceness = max(niceness, part.niceness - own)
         got = _ordered(part.results, runners)
         if on_query is not None:
             on_query(query.id, got)
