@@ -34,7 +34,8 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
         return
     columns = list(table.columns)
     names = ", ".join(c.name for c in columns)
-    values, selects = [], []
+    values: list[Any] = []
+    selects: list[str] = []
     for i, c in enumerate(columns, start=1):
         # Explicit casts: a column of all-NULL values would otherwise have no list type.
         column_type = f"{c.type.compile(dialect=conn.dialect)}[]"
