@@ -51,6 +51,41 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
                          tuple(values))
 
 
+def bulk_update(conn: Connection, table: sa.Table, keys: list[str],
+                rows: list[dict[str, Any]]) -> None:
+    """Set, in each row of ``table`` matching a dict of ``rows`` on every column named in
+    ``keys``, the dict's other columns (every dict has the same columns; rows matching no dict
+    are left as they are, and a dict matching no row changes nothing).
+
+    On DuckDB: one ``UPDATE ... FROM`` over the dicts sent column by column as in
+    ``bulk_insert`` (an UPDATE per row took 1-3 ms each, plus DuckDB's conversion of each
+    value); other databases update row by row.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    sets = [n for n in names if n not in keys]
+    if conn.dialect.name != "duckdb":
+        stmt = table.update().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys)).values(
+            {n: sa.bindparam(f"v_{n}") for n in sets})
+        conn.execute(stmt, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{n}": r[n] for n in sets}}
+                            for r in rows])
+        return
+    values: list[Any] = []
+    columns: list[str] = []
+    for i, name in enumerate(names, start=1):
+        column_type = f"{table.c[name].type.compile(dialect=conn.dialect)}[]"
+        column = [row[name] for row in rows]
+        text = _json_column(column)
+        values.append(column if text is None else text)
+        cast = f"${i}" if text is None else f"json(${i})"
+        columns.append(f"UNNEST(CAST({cast} AS {column_type})) AS {name}")
+    where = " AND ".join(f"{table.name}.{k} = v.{k}" for k in keys)
+    conn.exec_driver_sql(
+        f"UPDATE {table.name} SET {', '.join(f'{n} = v.{n}' for n in sets)} "
+        f"FROM (SELECT {', '.join(columns)}) AS v WHERE {where}", tuple(values))
+
+
 def _json_column(column: list[Any]) -> str | None:
     """The column as a JSON array DuckDB casts back to the same values, or None when some
     value has no such form.

@@ -326,7 +326,7 @@ class PolicyStore(VersionsMixin):
             for c in costs:
                 lake.claim(conn, "backend", c.name)
             conn.execute(sa.delete(t).where(t.c.name.in_([r["name"] for r in rows])))
-            conn.execute(sa.insert(t), rows)
+            bulk_insert(conn, t, rows)  # DuckDB's executemany binds a row at a time
 
         if rows:
             self._run(upsert)

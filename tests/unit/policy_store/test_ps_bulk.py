@@ -111,3 +111,22 @@ def test_no_import_per_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         bulk_insert(conn, TABLE, rows)
     assert len(_read(engine)) == 2000
     assert len(tries) < 20
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "sqlite"])
+def test_bulk_update_sets_the_matching_rows_only(tmp_path: Path, dialect: str) -> None:
+    from policy_store.bulk import bulk_update
+
+    engine = _engine(tmp_path / "u.duckdb") if dialect == "duckdb" else sa.create_engine(
+        f"sqlite:///{tmp_path / 'u.sqlite'}")
+    META.create_all(engine)
+    with engine.begin() as conn:
+        bulk_insert(conn, TABLE, [{"s": s, "txt": t, "i": 0, "d": 0.0} for s in "ab" for t in "xy"])
+        bulk_update(conn, TABLE, ["s", "txt"], [
+            {"s": "a", "txt": "y", "i": 5, "d": 0.25},
+            {"s": "b", "txt": "x", "i": -1, "d": math.inf},
+            {"s": "c", "txt": "x", "i": 9, "d": 9.0},  # matches no row
+        ])
+        bulk_update(conn, TABLE, ["s"], [])
+    assert [(r[0], r[1], r[2], r[3]) for r in _read(engine)] == [
+        ("a", "x", 0, 0.0), ("a", "y", 5, 0.25), ("b", "x", -1, math.inf), ("b", "y", 0, 0.0)]
