@@ -40,26 +40,6 @@ SLOT_WAIT_S = 3.0
 POLL_S = 0.2
 
 
-def ensure_limit(name: str = WRITER_LIMIT, limit: int = 1) -> None:
-    """Create the global concurrency limit ``name`` with ``limit`` slots unless it exists.
-
-    An existing limit is left as it is, so an operator may raise or disable it in the UI.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=limit))
-            except ObjectAlreadyExists:
-                pass  # another run created it a moment ago
-
-
 def lock_path(database: Path) -> Path:
     """The lock file of the writers of ``database``."""
     return database.with_name(database.name + ".writer.lock")
@@ -132,26 +112,42 @@ def file_lock(path: Path, timeout_s: float | None = None, what: str = "the store
         os.close(fd)
 
 
-def _slot_free_or_reclaimed(name: str, wait_s: float) -> None:
-    """Wait up to ``wait_s`` for the limit to have a free slot; then reclaim the taken ones.
+def _slot_free_or_reclaimed(name: str, wait_s: float, limit: int = 1) -> None:
+    """Create the limit ``name`` with ``limit`` slots unless it exists; wait up to ``wait_s``
+    for it to have a free slot; then reclaim the taken ones.
 
-    Called only while holding the lock file, when no live writer of the file holds a slot.
+    An existing limit is left as it is, so an operator may raise or disable it in the UI. Called
+    only while holding the lock file, when no live writer of the file holds a slot. One client
+    and, when the slot is free, one request (the limit read; created when missing).
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     deadline = time.monotonic() + wait_s
+    created = False
     with get_client(sync_client=True) as client:
         while True:
-            limit = client.read_global_concurrency_limit_by_name(name)
-            if not limit.active or limit.active_slots < limit.limit:
+            try:
+                current = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                if created:
+                    raise
+                created = True
+                try:
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=limit))
+                except ObjectAlreadyExists:
+                    pass  # another run created it a moment ago
+                continue
+            if not current.active or current.active_slots < current.limit:
                 return
             if time.monotonic() >= deadline:
                 break
             time.sleep(POLL_S)
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
     _logger().warning("reclaimed %d %s slot(s) left by a writer that died inside its block "
-                      "(no live process held the writer lock)", limit.active_slots, name)
+                      "(no live process held the writer lock)", current.active_slots, name)
 
 
 @contextmanager
@@ -182,7 +178,6 @@ def store_writer(timeout_s: float | None = None, database: Path | None = None,
 
         database = settings_for().database
     with file_lock(lock_path(database), timeout_s):
-        ensure_limit()
         _slot_free_or_reclaimed(WRITER_LIMIT, SLOT_WAIT_S)
         with concurrency(WRITER_LIMIT, occupy=1, lease_duration=LEASE_S, strict=True):
             yield
