@@ -1,7 +1,7 @@
 """What orchestration costs next to the models: ``python -m benchmarks.overhead``.
 
 For ``stream_batch`` and ``ingest_feedback`` at 64, 256 and 1,024 items (the real catalog,
-the first demo query, policy ``learned``), the same work runs twice in one process, side by
+the first demo query, policy ``learned`` or ``--policy``), the same work runs twice in one process, side by
 side: as the Prefect flow (against the ephemeral server, or ``PREFECT_API_URL``; in this
 process, as the CLI and the demo run them: ``flows._runtime.in_process_runs``) and as the
 plain Python the flow wraps (``flows._batch.process_batch`` with the local round runner,
@@ -76,8 +76,9 @@ def _prefect_env(home: Path) -> None:
 class Side:
     """One copy of the stores: ``plain`` or ``flow``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: str = POLICY) -> None:
         self.root = root
+        self.policy = policy
         self.objects = root / "objects"
         self.db = root / "fmp.duckdb"
         self.params = {"storage_url": str(self.objects), "db_path": str(self.db)}
@@ -256,9 +257,9 @@ def plain_batch(side: Side, stream: str, batch: str) -> None:
 
     def artifact(summary: BatchSummary, rows: list[ResultRow]) -> None:  # built, not posted
         batch_table(rows)
-        batch_description(stream, batch, POLICY, summary.policy_version, rows)
+        batch_description(stream, batch, side.policy, summary.policy_version, rows)
 
-    process_batch(settings, store, registry, stream, batch, POLICY, local_round_runner(registry),
+    process_batch(settings, store, registry, stream, batch, side.policy, local_round_runner(registry),
                   written=artifact)
 
 
@@ -280,22 +281,22 @@ def plain_ingest(side: Side, stream: str, batch: str) -> None:
     registry = registry_for(settings.catalog)
     with held_policy_store(settings) as db:
         info = batches.read_stream_info(store, stream)
-        register_costs(db, registry, load_program(info, POLICY))
-        summary = ingest_batch(settings, store, registry, db, stream, batch, POLICY)
+        register_costs(db, registry, load_program(info, side.policy))
+        summary = ingest_batch(settings, store, registry, db, stream, batch, side.policy)
         feedback_markdown(feedback_report(store, registry, db, summary))
-        trend_markdown(stream_trends(db, stream, [POLICY]))  # the flow's trend artifact, not posted
+        trend_markdown(stream_trends(db, stream, [side.policy]))  # the flow's trend artifact, not posted
 
 
 def flow_batch(side: Side, stream: str, batch: str) -> None:
     from flows.stream_batch import stream_batch
 
-    stream_batch(stream=stream, batch=batch, policy=POLICY, **side.params)
+    stream_batch(stream=stream, batch=batch, policy=side.policy, **side.params)
 
 
 def flow_ingest(side: Side, stream: str, batch: str) -> None:
     from flows.ingest_feedback import ingest_feedback
 
-    ingest_feedback(stream=stream, batch=batch, policy=POLICY, **side.params)
+    ingest_feedback(stream=stream, batch=batch, policy=side.policy, **side.params)
 
 
 def in_thread(fn: Any, *args: Any) -> Any:
@@ -347,7 +348,7 @@ def results_of(side: Side, stream: str, batch: str) -> list[Any]:
     from storage import batches
     from storage.url import open_store
 
-    loaded = batches.read_results(open_store(str(side.objects)), stream, POLICY, batch)
+    loaded = batches.read_results(open_store(str(side.objects)), stream, side.policy, batch)
     if loaded is None:
         raise RuntimeError(f"{side.root}: no results for {stream}/{batch}")
     return [(r.item_id, r.status, r.answer, r.error, r.features,
@@ -368,14 +369,14 @@ def ledger_of(side: Side) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 def measure(clock: ModelClock, size: int, repeat: int, seed: int,
-            api: RequestClock | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+            api: RequestClock | None = None, policy: str = POLICY) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both flows at one size: (stream_batch entry, ingest_feedback entry)."""
     stream = f"overhead-{size}"
     base = HOME / str(size)
     shutil.rmtree(base, ignore_errors=True)
     src = base / "src"
     warm, measured = publish(src, stream, size, seed)
-    plain, flow = Side(base / "plain"), Side(base / "flow")
+    plain, flow = Side(base / "plain", policy), Side(base / "flow", policy)
     for side in (plain, flow):
         shutil.copytree(src, side.objects)
     in_thread(plain_batch, plain, stream, warm)
@@ -480,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs per measurement, plain and flow taking turns going first; the "
                              "fastest counts (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policy", default=POLICY,
+                        help=f"the policy both flows run (default {POLICY}; fmp: the flows' default, "
+                             "whose feedback also audits)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -495,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with in_process_runs():  # as the CLI and the demo run the flows
         for size in sizes:
-            sb, fb = measure(clock, size, args.repeat, args.seed, api)
+            sb, fb = measure(clock, size, args.repeat, args.seed, api, args.policy)
             report["stream_batch"][str(size)] = sb
             report["ingest_feedback"][str(size)] = fb
             print(f"size {size}: stream_batch overhead {sb['overhead_ratio']:.3f}, "
@@ -504,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     report["meta"] = {
-        "policy": POLICY, "warmup_items": WARMUP_ITEMS, "repeat": args.repeat, "seed": args.seed,
+        "policy": args.policy, "warmup_items": WARMUP_ITEMS, "repeat": args.repeat, "seed": args.seed,
         "import_flows_s": _r(imports), "total_s": _r(time.perf_counter() - start),
         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "loadavg_before": [round(x, 2) for x in load],
