@@ -474,6 +474,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from policies.specs import POLICIES  # imports neither Prefect nor torch
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma-separated batch sizes (default 64,256,1024)")
@@ -481,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs per measurement, plain and flow taking turns going first; the "
                              "fastest counts (default 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policy", default=POLICY,
+    parser.add_argument("--policy", default=POLICY, choices=sorted(POLICIES),
                         help=f"the policy both flows run (default {POLICY}; fmp: the flows' default, "
                              "whose feedback also audits)")
     parser.add_argument("--out", type=Path, default=OUT)
