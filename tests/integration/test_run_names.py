@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -36,7 +37,21 @@ def _schedule(flow_name: str, deployment: str, parameters: dict[str, str]) -> li
             await models.deployments.schedule_runs(  # type: ignore[attr-defined]
                 session=session, deployment_id=deployment_id)
 
-    asyncio.run(insert())
+    # The session's server writes the same SQLite file (its own scheduler may be inserting this
+    # deployment's runs at this moment): a write that meets its lock fails at once with "database
+    # is locked" (SQLite's busy wait does not cover a read transaction turning into a write).
+    # The insert is idempotent (ON CONFLICT DO NOTHING), so it is tried again; the runs are
+    # named by the trigger whichever of the two inserted them.
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(5):
+        try:
+            asyncio.run(insert())
+            break
+        except OperationalError as exc:
+            if "database is locked" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
     assert runs and all(r.auto_scheduled for r in runs)
