@@ -32,23 +32,9 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
     if conn.dialect.name != "duckdb":
         conn.execute(sa.insert(table), rows)
         return
-    columns = list(table.columns)
-    names = ", ".join(c.name for c in columns)
-    values: list[Any] = []
-    selects: list[str] = []
-    for i, c in enumerate(columns, start=1):
-        # Explicit casts: a column of all-NULL values would otherwise have no list type.
-        column_type = f"{c.type.compile(dialect=conn.dialect)}[]"
-        column = [row.get(c.name) for row in rows]
-        text = _json_column(column)
-        if text is None:
-            values.append(column)
-            selects.append(f"UNNEST(CAST(${i} AS {column_type}))")
-        else:
-            values.append(text)
-            selects.append(f"UNNEST(CAST(json(${i}) AS {column_type}))")
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) SELECT {', '.join(selects)}",
-                         tuple(values))
+    names = [c.name for c in table.columns]
+    selects, values = _unnested(conn, table, names, rows)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {selects}", values)
 
 
 def bulk_update(conn: Connection, table: sa.Table, keys: list[str],
@@ -71,19 +57,28 @@ def bulk_update(conn: Connection, table: sa.Table, keys: list[str],
         conn.execute(stmt, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{n}": r[n] for n in sets}}
                             for r in rows])
         return
-    values: list[Any] = []
-    columns: list[str] = []
-    for i, name in enumerate(names, start=1):
-        column_type = f"{table.c[name].type.compile(dialect=conn.dialect)}[]"
-        column = [row[name] for row in rows]
-        text = _json_column(column)
-        values.append(column if text is None else text)
-        cast = f"${i}" if text is None else f"json(${i})"
-        columns.append(f"UNNEST(CAST({cast} AS {column_type})) AS {name}")
+    selects, values = _unnested(conn, table, names, rows)
     where = " AND ".join(f"{table.name}.{k} = v.{k}" for k in keys)
     conn.exec_driver_sql(
         f"UPDATE {table.name} SET {', '.join(f'{n} = v.{n}' for n in sets)} "
-        f"FROM (SELECT {', '.join(columns)}) AS v WHERE {where}", tuple(values))
+        f"FROM (SELECT {selects}) AS v WHERE {where}", values)
+
+
+def _unnested(conn: Connection, table: sa.Table, names: list[str],
+              rows: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+    """The select list that unnests the columns ``names`` of ``rows`` (missing keys: NULL), one
+    ``$i`` parameter per column, each named as its column; and the parameters."""
+    values: list[Any] = []
+    selects: list[str] = []
+    for i, name in enumerate(names, start=1):
+        # Explicit casts: a column of all-NULL values would otherwise have no list type.
+        column_type = f"{table.c[name].type.compile(dialect=conn.dialect)}[]"
+        column = [row.get(name) for row in rows]
+        text = _json_column(column)
+        values.append(column if text is None else text)
+        param = f"${i}" if text is None else f"json(${i})"
+        selects.append(f"UNNEST(CAST({param} AS {column_type})) AS {name}")
+    return ", ".join(selects), tuple(values)
 
 
 def _json_column(column: list[Any]) -> str | None:
