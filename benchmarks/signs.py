@@ -26,6 +26,10 @@ SIGN_WORDS: tuple[str, ...] = COLOUR_WORDS + THING_WORDS + DIGIT_WORDS + PLAIN_W
 #: A random (unforced) scene carries a sign with this probability.
 P_SIGN = 0.3
 MARGIN = 2  # free pixels kept between a sign and any object box
+#: Signal-to-noise ratio a sign's stroke pixels need for its word to be legible: Rose's
+#: criterion (a signal under about 5 noise deviations is not told apart from the noise), per
+#: stroke pixel, since reading a word resolves its strokes rather than detecting a blob
+LEGIBLE_SNR = 5.0
 PLACE_TRIES = 60
 
 
@@ -53,6 +57,18 @@ class Sign:
     text: str
     box: tuple[int, int, int, int]
     font_size: int
+    #: the text strokes' mean contrast against the panel, grey levels, as drawn (after any
+    #: blur, before noise and colour cast)
+    stroke_contrast: float = 255.0
+    #: that contrast over the sensor noise: each stroke pixel's signal-to-noise ratio
+    stroke_snr: float = float("inf")
+
+    @property
+    def legible(self) -> bool:
+        """Whether the word can be read from the pixels at all: every stroke pixel at least
+        ``LEGIBLE_SNR`` noise deviations from the panel. An illegible sign's word is not in the
+        image, so a truth that depends on it is *maybe* (``benchmarks.truth``)."""
+        return self.stroke_snr >= LEGIBLE_SNR
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,16 +140,21 @@ def draw_sign(scene: Scene, text: str, seed: int) -> SignedScene:
     draw.rectangle([0, 0, w - 1, h - 1], outline=max(0, panel - 90))
     draw.text((pad - x0, pad - y0), text, font=font, fill=ink)
     pixels: np.ndarray = np.asarray(tile, dtype=np.float32)
+    strokes = np.zeros_like(pixels, dtype=bool)  # the glyphs' own pixels (the outline is not text)
+    strokes[1:-1, 1:-1] = pixels[1:-1, 1:-1] <= (panel + ink) / 2
     if rng.random() < k.p_blur:
         padded = np.pad(pixels, 1, mode="edge")
         blurred = sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
         assert isinstance(blurred, np.ndarray)  # nine windows: never sum()'s empty 0
         pixels = blurred / 9.0
+    contrast = float(panel - pixels[strokes].mean()) if strokes.any() else 0.0
     rgb = pixels[:, :, None] + rng.uniform(-k.cast, k.cast, size=3).astype(np.float32)
     rgb = rgb + rng.normal(0.0, k.noise, size=(h, w, 3)).astype(np.float32)
     image = scene.image.copy()
     image[y:y + h, x:x + w] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    return SignedScene(scene, Sign(text, (x, y, x + w, y + h), size), image)
+    snr = contrast / k.noise if k.noise > 0 else float("inf")
+    return SignedScene(scene, Sign(text, (x, y, x + w, y + h), size, round(contrast, 3), round(snr, 3)),
+                       image)
 
 
 def random_sign_text(seed: int) -> str | None:

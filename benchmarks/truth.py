@@ -19,7 +19,9 @@ Expressions (a mapping with one operator key, or a plain constant):
   ``own`` attr.
 
 Ground truth is three-valued where the pixels are: an object hidden 35-65 % is *maybe*
-present, relations within ``POS_MARGIN`` px and sizes within ``AREA_RATIO`` are *maybe*.
+present, relations within ``POS_MARGIN`` px and sizes within ``AREA_RATIO`` are *maybe*, and
+so is the word of a sign drawn too faint to read (``benchmarks.signs.Sign.legible``: its
+strokes under ``LEGIBLE_SNR`` noise deviations from the panel).
 A scene whose answer depends on a *maybe* raises ``Ambiguous`` and is never sampled; an
 answer that does not exist (no such object, no such fact) raises ``NotApplicable`` ("N/A").
 """
@@ -235,6 +237,12 @@ class Evaluator:
         self._the(s["unique"])
         return True
 
+    def _sign(self, s: dict[str, Any]) -> str:
+        sign = self.item.sign
+        if sign is not None and not sign.legible:
+            raise Ambiguous  # the word is drawn, but not readable from the pixels
+        return self.item.sign_text
+
     def _own_attr(self, s: dict[str, Any]) -> Any:
         if self._own is None:
             raise ValueError("`own` is only valid inside a selector's `where`")
@@ -256,7 +264,7 @@ _OPS: dict[str, Callable[[Evaluator, dict[str, Any]], Any]] = {
     "not": lambda ev, s: not ev.eval(s["not"]),
     "in": lambda ev, s: ev.eval(s["in"][0]) in s["in"][1],
     "sub": lambda ev, s: ev.eval(s["sub"][0]) - ev.eval(s["sub"][1]),
-    "sign": lambda ev, s: ev.item.sign_text,
+    "sign": Evaluator._sign,
     "yesno": lambda ev, s: "yes" if ev.eval(s["yesno"]) else "no",
     "str": lambda ev, s: str(ev.eval(s["str"])),
     "lower": lambda ev, s: str(ev.eval(s["lower"])).lower(),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.scenes import generate_scene
-from benchmarks.signs import SIGN_WORDS, draw_sign, random_sign_text, render_item
+from benchmarks.signs import LEGIBLE_SNR, SIGN_WORDS, Sign, draw_sign, random_sign_text, render_item
 
 
 def test_render_item_is_deterministic_and_records_the_sign() -> None:
@@ -40,3 +40,22 @@ def test_no_sign_and_random_sign() -> None:
 def test_unknown_sign_word_is_rejected() -> None:
     with pytest.raises(ValueError, match="'HELLO' is not a sign word"):
         draw_sign(generate_scene(1), "HELLO", 1)
+
+
+def test_stroke_contrast_measures_what_was_drawn() -> None:
+    """Easy signs are drawn sharp and dark (strokes 190+ grey levels under the panel); a 3x3
+    blur spreads a one-pixel stroke over nine pixels, so blurred hard signs keep a third or
+    less of their ink contrast, and most of them sink under the noise."""
+    easy = [render_item(s, sign="STOP", difficulty="easy").sign for s in range(20)]
+    hard = [render_item(s, sign="STOP", difficulty="hard").sign for s in range(60)]
+    assert all(s is not None and s.stroke_contrast > 150 and s.legible for s in easy)
+    hard_signs = [s for s in hard if s is not None]
+    faint = [s for s in hard_signs if not s.legible]
+    assert faint and len(faint) < len(hard_signs)  # some hard signs stay legible
+    assert all(s.stroke_snr < LEGIBLE_SNR and s.stroke_contrast < 5 * 11 for s in faint)
+    assert all(s.stroke_contrast >= 65 * 0.5 for s in hard_signs if s.legible)
+
+
+def test_a_sign_made_without_a_contrast_is_legible() -> None:
+    assert Sign("STOP", (0, 0, 10, 10), 12).legible
+    assert not Sign("STOP", (0, 0, 10, 10), 8, stroke_contrast=20.0, stroke_snr=1.8).legible

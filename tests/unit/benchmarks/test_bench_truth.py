@@ -63,6 +63,23 @@ def test_every_facts_signs_and_pick() -> None:
     assert ev(where, two, "bool") is True
 
 
+def test_an_illegible_signs_word_is_maybe() -> None:
+    """A sign drawn too faint to read: any answer that needs its word is ambiguous (the scene
+    is never sampled); answers that do not read the sign are unaffected."""
+    scene = _item(_obj("circle", "red", 0, 0)).scene
+    faint = SignedScene(scene, Sign("STOP", (0, 0, 10, 10), 8, stroke_contrast=20.0, stroke_snr=1.8),
+                        scene.image)
+    says_stop = {"cmp": ["==", {"sign": {}}, "STOP"]}
+    with pytest.raises(Ambiguous):
+        ev(says_stop, faint, "bool")
+    with pytest.raises(Ambiguous):
+        ev({"and": [{"exists": {"shape": "circle"}}, says_stop]}, faint, "bool")
+    assert ev({"exists": {"shape": "circle", "colour": "red"}}, faint, "bool") is True
+    readable = SignedScene(scene, Sign("STOP", (0, 0, 10, 10), 8, stroke_contrast=60.0, stroke_snr=5.5),
+                           scene.image)
+    assert ev(says_stop, readable, "bool") is True
+
+
 def test_larger_uses_a_ratio_margin_and_na_is_false_for_yes_no() -> None:
     spec = {"yesno": {"rel": ["larger", {"shape": "circle"}, {"shape": "square"}]}}
     assert ev(spec, _item(_obj("circle", "red", 0, 0, 30), _obj("square", "blue", 60, 60, 20))) == "yes"
