@@ -26,9 +26,10 @@ SIGN_WORDS: tuple[str, ...] = COLOUR_WORDS + THING_WORDS + DIGIT_WORDS + PLAIN_W
 #: A random (unforced) scene carries a sign with this probability.
 P_SIGN = 0.3
 MARGIN = 2  # free pixels kept between a sign and any object box
-#: Signal-to-noise ratio a sign's stroke pixels need for its word to be legible: Rose's
-#: criterion (a signal under about 5 noise deviations is not told apart from the noise), per
-#: stroke pixel, since reading a word resolves its strokes rather than detecting a blob
+#: Signal-to-noise ratio a sign's strokes need (their mean contrast against the panel over the
+#: noise's deviation) for its word to be legible: Rose's criterion (a signal under about 5 noise
+#: deviations is not told apart from the noise), taken per pixel, since reading a word resolves
+#: its strokes rather than detecting a blob
 LEGIBLE_SNR = 5.0
 PLACE_TRIES = 60
 
@@ -65,9 +66,9 @@ class Sign:
 
     @property
     def legible(self) -> bool:
-        """Whether the word can be read from the pixels at all: every stroke pixel at least
-        ``LEGIBLE_SNR`` noise deviations from the panel. An illegible sign's word is not in the
-        image, so a truth that depends on it is *maybe* (``benchmarks.truth``)."""
+        """Whether the word can be read from the pixels at all: its strokes, on average, at
+        least ``LEGIBLE_SNR`` noise deviations from the panel. An illegible sign's word is not
+        in the image, so a truth that depends on it is *maybe* (``benchmarks.truth``)."""
         return self.stroke_snr >= LEGIBLE_SNR
 
 
