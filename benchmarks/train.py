@@ -580,6 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     specs = [s for s in train_specs() if not args.only or s.name in args.only]
     t0 = time.time()
+
     def n_scenes(name: str) -> int:
         return args.scenes or PLANS[name].scenes
 
