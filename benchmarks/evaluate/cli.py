@@ -52,6 +52,7 @@ from benchmarks.evaluate.runners import (
     resolve,
     run_query,
 )
+from benchmarks.evaluate.streams import StreamFiles
 from benchmarks.evaluate.summary import Results, at_lambda, sweep, table
 from benchmarks.queryset import BenchQuery, QuerySet, default_queryset, load_queryset
 from benchmarks.truth import load_facts
@@ -122,6 +123,8 @@ class _Setup:
     facts: dict[str, str]
     table: CallTable | None
     scenes: int
+    #: the drawn streams kept beside the call table (None with it off)
+    streams: StreamFiles | None = None
 
 
 def _setup(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float] | None = None) -> _Setup:
@@ -145,7 +148,8 @@ def _setup(args: argparse.Namespace, unit_flops: dict[tuple[str, str], float] | 
     ctx = Context(qs, registry, mono, monolithic_flops(registry, mono), settings, cache)
     scenes = args.scenes or (QUICK[qs.benchmark][1] if args.quick else qs.scenes)
     table = CallTable(folder, registry, qs.benchmark) if folder is not None else None
-    return _Setup(qs, ctx, load_facts(), table, scenes)
+    streams = StreamFiles(folder / "streams" / qs.benchmark) if folder is not None else None
+    return _Setup(qs, ctx, load_facts(), table, scenes, streams)
 
 
 @dataclass
@@ -180,7 +184,8 @@ class _Part:
 
 def _open_query(setup: _Setup, query: BenchQuery) -> tuple[Stream, int]:
     """The query's stream, and the cache cleared and loaded with the query's stored calls."""
-    stream = load_stream(setup.qs, query, setup.scenes, setup.ctx.settings.seed, setup.facts)
+    stream = load_stream(setup.qs, query, setup.scenes, setup.ctx.settings.seed, setup.facts,
+                         setup.streams)
     setup.ctx.cache.clear()
     return stream, setup.ctx.cache.preload(setup.table.load(query.id)) if setup.table is not None else 0
 
@@ -419,9 +424,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mono", help="the monolithic backend (default: the costliest baseline-only one)")
     p.add_argument("--out", type=Path, help="report path (default .fmp/eval-<benchmark>.json)")
     p.add_argument("--call-table", type=Path, metavar="DIR",
-                   help=f"where backend calls are kept between runs (default {DEFAULT_DIR})")
+                   help=f"where backend calls, and the streams drawn (DIR/streams), are kept between "
+                        f"runs (default {DEFAULT_DIR})")
     p.add_argument("--no-call-table", action="store_true",
-                   help="compute every backend call again and store none")
+                   help="compute every backend call and draw every stream again, and store none")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes running queries side by side (each one torch thread)")
     p.add_argument("--no-path-memo", action="store_true",

@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks.counterfactual import CallCache, RunMemo, cached_round_runner, shadow_run
 from benchmarks.evaluate.paths import PathMemo
+from benchmarks.evaluate.streams import StreamFiles, stream_key
 from benchmarks.queryset import BenchQuery, QuerySet
 from benchmarks.sampling import Plan, draw_stream
 from modules import embedding
@@ -123,15 +124,28 @@ class Context:
 
 
 # -- items ---------------------------------------------------------------------------------
-def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: dict[str, str]) -> Stream:
+def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: dict[str, str],
+                files: StreamFiles | None = None) -> Stream:
+    """The query's stream of ``scenes`` items at ``seed``: read from ``files`` when it holds
+    this stream as drawn by today's code (``benchmarks.evaluate.streams``), else drawn (and
+    stored there)."""
+    ids = [f"{query.id}/{i:05d}" for i in range(scenes)]
+    key = stream_key(query.model_dump_json(), qs.answer_type, scenes, seed, facts) if files else ""
+    kept = files.get(query.id, seed, scenes, key) if files else None
+    if kept is not None:  # one read-only array; its items are views of it
+        return Stream(query, parse_program(query.program), ids, list(kept["images"]),
+                      list(kept["features"]), kept["labels"], kept["difficulties"])
     plan = Plan(scenes=scenes, seed=seed, batch_size=scenes)
     drawn = [d for batch in draw_stream(qs, query, plan, facts) for d in batch]
     images = [d.item.image for d in drawn]
     for im in images:  # items never change; the call cache remembers digests of read-only pixels
         im.flags.writeable = False
+    features = embedding.embed_many(images).astype(np.float64)
+    labels, difficulties = [d.answer for d in drawn], [d.item.difficulty for d in drawn]
+    if files is not None:
+        files.put(query.id, seed, scenes, key, images, features, labels, difficulties)
     return Stream(query, parse_program(query.program), [f"{query.id}/{d.index:05d}" for d in drawn],
-                  images, list(embedding.embed_many(images).astype(np.float64)),
-                  [d.answer for d in drawn], [d.item.difficulty for d in drawn])
+                  images, list(features), labels, difficulties)
 
 
 def is_right(answer: Any, label: Any, answer_type: str) -> bool:

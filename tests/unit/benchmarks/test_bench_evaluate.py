@@ -152,6 +152,8 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     assert cold["model_calls"]["stored"] == cold["model_calls"]["computed"] > 0
     assert warm["model_calls"]["computed"] == 0 and warm["model_calls"]["loaded"] == cold["model_calls"]["stored"]
     assert base["call_table"] is None and base["model_calls"]["stored"] == 0
+    # the cold run's workers kept each query's drawn stream; the warm run read them back
+    assert len(list((tmp_path / "calls" / "streams" / "binary").glob("*-s0-n12-*.npz"))) == 2
     # the workers yielded the CPU to the main process, which ran the across-query policies
     assert cold["worker_niceness"] == min(WORKER_NICENESS, 19 - os.nice(0)) and warm["worker_niceness"] == 0
 
