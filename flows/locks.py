@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,42 +112,55 @@ def file_lock(path: Path, timeout_s: float | None = None, what: str = "the store
         os.close(fd)
 
 
-def _slot_free_or_reclaimed(name: str, wait_s: float, limit: int = 1) -> None:
-    """Create the limit ``name`` with ``limit`` slots unless it exists; wait up to ``wait_s``
-    for it to have a free slot; then reclaim the taken ones.
+def _take_slot(held: ExitStack, name: str, wait_s: float, limit: int = 1) -> None:
+    """Take a slot of the limit ``name`` for as long as ``held`` is open: created with
+    ``limit`` slots when missing; a slot still taken after ``wait_s`` is reclaimed (its
+    ``active_slots`` set to 0, one warning line) and the slot taken again.
 
-    An existing limit is left as it is, so an operator may raise or disable it in the UI. Called
-    only while holding the lock file, when no live writer of the file holds a slot. One client
-    and, when the slot is free, one request (the limit read; created when missing).
+    An existing limit is left as it is, so an operator may raise or disable it in the UI (a
+    disabled one is passed at once). Called only while holding the lock file, when no live
+    writer of the file holds a slot. When the slot is free this is one request, the one that
+    takes it; the limit is read only when it is missing or taken.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.concurrency.asyncio import (
+        AcquireConcurrencySlotTimeoutError,
+        ConcurrencySlotAcquisitionError,
+    )
+    from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    deadline = time.monotonic() + wait_s
-    created = False
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                current = client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                if created:
-                    raise
-                created = True
+    created = reclaimed = False
+    while True:
+        try:
+            held.enter_context(concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True,
+                                           timeout_seconds=wait_s))
+            return
+        except AcquireConcurrencySlotTimeoutError:
+            if reclaimed:
+                raise
+            reclaimed = True
+            with get_client(sync_client=True) as client:
+                taken = client.read_global_concurrency_limit_by_name(name).active_slots
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+            _logger().warning("reclaimed %d %s slot(s) left by a writer that died inside its block "
+                              "(no live process held the writer lock)", taken, name)
+        except ConcurrencySlotAcquisitionError:
+            with get_client(sync_client=True) as client:
                 try:
-                    client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=name, limit=limit))
-                except ObjectAlreadyExists:
-                    pass  # another run created it a moment ago
-                continue
-            if not current.active or current.active_slots < current.limit:
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_S)
-        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
-    _logger().warning("reclaimed %d %s slot(s) left by a writer that died inside its block "
-                      "(no live process held the writer lock)", current.active_slots, name)
+                    client.read_global_concurrency_limit_by_name(name)
+                except ObjectNotFound:
+                    if created:
+                        raise
+                    created = True
+                    try:
+                        client.create_global_concurrency_limit(
+                            GlobalConcurrencyLimitCreate(name=name, limit=limit))
+                    except ObjectAlreadyExists:
+                        pass  # another run created it a moment ago
+                    continue
+            raise  # the limit exists: the server refused for another reason
 
 
 @contextmanager
@@ -167,8 +180,6 @@ def store_writer(timeout_s: float | None = None, database: Path | None = None,
     Raises:
         TimeoutError: another live writer held the store for ``timeout_s`` seconds.
     """
-    from prefect.concurrency.sync import concurrency
-
     if store is not None and store.concurrent_writers:
         _logger().debug("no store writer lock: %s takes concurrent writers", store.url)
         yield
@@ -177,7 +188,6 @@ def store_writer(timeout_s: float | None = None, database: Path | None = None,
         from flows._runtime import settings_for
 
         database = settings_for().database
-    with file_lock(lock_path(database), timeout_s):
-        _slot_free_or_reclaimed(WRITER_LIMIT, SLOT_WAIT_S)
-        with concurrency(WRITER_LIMIT, occupy=1, lease_duration=LEASE_S, strict=True):
-            yield
+    with file_lock(lock_path(database), timeout_s), ExitStack() as held:
+        _take_slot(held, WRITER_LIMIT, SLOT_WAIT_S)
+        yield

@@ -80,3 +80,44 @@ def test_a_live_writer_is_waited_for_not_reclaimed(prefect_api, tmp_path) -> Non
     with store_writer(timeout_s=RECLAIM_BOUND_S, database=database):
         pass
     assert _active_slots() == 0
+
+
+def test_a_free_slot_is_taken_in_one_request_and_a_missing_limit_created(prefect_api, tmp_path,
+                                                                          monkeypatch) -> None:
+    import httpx
+
+    sent: list[tuple[str, str]] = []
+    sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
+
+    def send(client, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append((request.method, request.url.path))
+        return sync_send(client, request, *args, **kwargs)
+
+    async def asend(client, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append((request.method, request.url.path))
+        return await async_send(client, request, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    monkeypatch.setattr(httpx.AsyncClient, "send", asend)
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:  # as on a fresh server: no limit yet
+        try:
+            client.delete_global_concurrency_limit_by_name(WRITER_LIMIT)
+        except ObjectNotFound:
+            pass
+    database = tmp_path / "fmp.duckdb"
+    sent.clear()
+    with store_writer(database=database):
+        assert _active_slots() == 1
+    limits = [(m, p) for m, p in sent if "concurrency_limits" in p and "/leases/" not in p]
+    assert ("POST", "/api/v2/concurrency_limits/") in limits  # created on first use
+    sent.clear()
+    with store_writer(database=database):
+        pass
+    limits = [(m, p) for m, p in sent if "concurrency_limits" in p and "/leases/" not in p]
+    # the slot free: taken and given back, the limit never read
+    assert limits == [("POST", "/api/v2/concurrency_limits/increment-with-lease"),
+                      ("POST", "/api/v2/concurrency_limits/decrement-with-lease")]
+    assert _active_slots() == 0
