@@ -89,11 +89,11 @@ def test_a_free_slot_is_taken_in_one_request_and_a_missing_limit_created(prefect
     sent: list[tuple[str, str]] = []
     sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
 
-    def send(client, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def send(client, request, *args, **kwargs):
         sent.append((request.method, request.url.path))
         return sync_send(client, request, *args, **kwargs)
 
-    async def asend(client, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+    async def asend(client, request, *args, **kwargs):
         sent.append((request.method, request.url.path))
         return await async_send(client, request, *args, **kwargs)
 
