@@ -144,8 +144,7 @@ def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: 
     labels, difficulties = [d.answer for d in drawn], [d.item.difficulty for d in drawn]
     if files is not None:
         files.put(query.id, seed, scenes, key, images, features, labels, difficulties)
-    return Stream(query, parse_program(query.program), [f"{query.id}/{d.index:05d}" for d in drawn],
-                  images, list(features), labels, difficulties)
+    return Stream(query, parse_program(query.program), ids, images, list(features), labels, difficulties)
 
 
 def is_right(answer: Any, label: Any, answer_type: str) -> bool:
