@@ -74,7 +74,13 @@ class StreamFiles:
             return None
         if meta.get("key") != key or len(images) != len(meta["labels"]) or len(features) != len(images):
             return None
-        images.flags.writeable = False
+        # read-only down to the buffer it views (np.load may hand back a view of a 1-D array):
+        # the call cache remembers pixel digests only of items no reference can change
+        root = images
+        while isinstance(root.base, np.ndarray):
+            root.flags.writeable = False
+            root = root.base
+        root.flags.writeable = False
         return {"images": images, "features": features, "labels": meta["labels"],
                 "difficulties": meta["difficulties"]}
 

@@ -91,3 +91,27 @@ def test_images_of_different_shapes_are_not_stored(tmp_path: Path) -> None:
     ims = [np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)]
     assert files.put("q", 0, 2, "k", ims, np.zeros((2, 3)), [True, False], ["easy", "hard"]) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_back_items_are_read_only_to_their_buffer_so_the_call_cache_keeps_their_digests(
+        setup, tmp_path) -> None:
+    from benchmarks.backends import bench_specs
+    from benchmarks.counterfactual import CallCache
+    from modules.backends.base import Call
+    from modules.registry import Registry
+
+    qs, query, facts = setup
+    files = StreamFiles(tmp_path)
+    load_stream(qs, query, 4, 3, facts, files)
+    kept = load_stream(qs, query, 4, 3, facts, files)
+    for im in kept.images:  # nothing that holds the pixels can change them
+        root = im
+        while isinstance(root.base, np.ndarray):
+            assert not root.flags.writeable
+            root = root.base
+        assert not root.flags.writeable
+    cache = CallCache(Registry(bench_specs()))
+    keys = [cache.key("det-s", Call("find", im[2:20, 3:30], ("circle",))) for im in kept.images]
+    assert len(cache._digests) == len(kept.images)  # each item's patch hashed once, then remembered
+    assert keys == [cache.key("det-s", Call("find", im[2:20, 3:30], ("circle",))) for im in kept.images]
+    assert len(cache._digests) == len(kept.images)
