@@ -37,6 +37,9 @@ from modules.registry import Registry
 from modules.stored_calls import CallKey as CallKey
 from modules.stored_calls import call_key as call_key
 
+#: How many calls' pixel digests ``CallCache.key`` keeps by call (a batch's calls are keyed
+#: again within the batch; the memo starts afresh when full).
+_RECENT_CALLS = 4096
 #: A run's (FLOPs, params, wall ms, price).
 Totals = tuple[float, float, float, float]
 #: Where a replay stopped: ("done", answer, totals), ("fork", site, totals) or ("need", backend, call).
@@ -76,12 +79,19 @@ class CallCache:
     _digests: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], bytes] = field(default_factory=dict)
     _roots: dict[int, np.ndarray] = field(default_factory=dict)
     _reused: dict[CallKey, Answered] = field(default_factory=dict)  # answers marked as reused
+    #: the pixel digests of the calls keyed last (a call is keyed when it is answered, when
+    #: its run is recorded and when shadow runs ask which calls were free; a Call and its
+    #: read-only pixels never change)
+    _calls: dict[int, tuple[Call, bytes]] = field(default_factory=dict)
 
     def key(self, backend: str, call: Call) -> CallKey:
         """``call_key(backend, call)``, the pixel digest remembered for read-only images."""
         img = call.image
         if img is None:
             return backend, call.function, call.args, None, b""
+        last = self._calls.get(id(call))
+        if last is not None and last[0] is call:  # the same call asked again (another backend)
+            return backend, call.function, call.args, img.shape, last[1]
         root = img
         while isinstance(root.base, np.ndarray):
             root = root.base
@@ -93,6 +103,9 @@ class CallCache:
             pix = hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest()
             self._digests[where] = pix
             self._roots[id(root)] = root  # alive while its digests are kept: ids stay unique
+        if len(self._calls) >= _RECENT_CALLS:
+            self._calls.clear()
+        self._calls[id(call)] = (call, pix)  # the call is kept with it: its id stays its own
         return backend, call.function, call.args, img.shape, pix
 
     def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
@@ -141,6 +154,7 @@ class CallCache:
         self.fresh.clear()
         self._digests.clear()
         self._roots.clear()
+        self._calls.clear()
 
 
 def cached_round_runner(cache: CallCache) -> RoundRunner:

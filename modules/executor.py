@@ -102,11 +102,19 @@ class _Spent:
     call_rungs: set[str] = field(default_factory=set)  # rungs the call in progress ran on
     escalated: Any = None  # the answer of the call in progress that was escalated from
 
-    def record(self) -> DecisionRecord:
-        return DecisionRecord(call_site=self.call_site, function=self.function, backend=self.backend,
-                              propensity=self.propensity, calls=self.calls, flops=self.flops,
-                              params=self.params, wall_ms=self.wall_ms, price=self.price,
-                              tried=list(self.tried), rungs=[RungRecord(**r) for r in self.rungs])
+    def record(self, checked: bool = True) -> DecisionRecord:
+        """The call site's decision record; ``checked=False`` builds it without validation
+        (``BatchExecutor``'s ``checked``)."""
+        if checked:
+            return DecisionRecord(call_site=self.call_site, function=self.function, backend=self.backend,
+                                  propensity=self.propensity, calls=self.calls, flops=self.flops,
+                                  params=self.params, wall_ms=self.wall_ms, price=self.price,
+                                  tried=list(self.tried), rungs=[RungRecord(**r) for r in self.rungs])
+        return DecisionRecord.model_construct(
+            call_site=self.call_site, function=self.function, backend=self.backend,
+            propensity=float(self.propensity), calls=self.calls, flops=float(self.flops),
+            params=float(self.params), wall_ms=float(self.wall_ms), price=float(self.price),
+            tried=list(self.tried), rungs=[RungRecord.model_construct(**r) for r in self.rungs])
 
 
 @dataclass
@@ -135,9 +143,15 @@ class BatchExecutor:
 
     def __init__(self, program: Program, router: Router, run_round: RoundRunner,
                  answer_type: str = "bool", limits: Limits = Limits(),
-                 observe: Callable[[str, str, Call], None] | None = None) -> None:
-        """``observe(item_id, backend, call)``, when given, sees every call as it is answered."""
+                 observe: Callable[[str, str, Call], None] | None = None, checked: bool = True) -> None:
+        """``observe(item_id, backend, call)``, when given, sees every call as it is answered.
+
+        ``checked``: validate each decision record (a backend's usage that is negative or not
+        finite fails the item's record); the benchmark harness, replaying usage its own
+        backends reported into the call table, passes False (a fifth of a re-run's
+        executor time went to validating records)."""
         self.program = program
+        self.checked = checked
         self.observe = observe
         self.router = router
         self.run_round = run_round
@@ -176,7 +190,7 @@ class BatchExecutor:
                     else:
                         self._advance(outcomes[item_id], running[item_id], output.value, waiting)
         for it in items:  # every routed call site ran at least once: its round charged it
-            outcomes[it.item_id].decisions = [s.record() for s in spent[it.item_id].values()]
+            outcomes[it.item_id].decisions = [s.record(self.checked) for s in spent[it.item_id].values()]
         return [outcomes[it.item_id] for it in items]
 
     def _escalated(self, item_id: str, pending: PendingCall, sofar: _Spent, output: Output,

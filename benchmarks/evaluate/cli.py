@@ -237,9 +237,25 @@ def _worker_query(job: tuple[int, list[str], bool]) -> _Part:
     setup: _Setup = _WORKER["setup"]
     stream, loaded = _open_query(setup, _WORKER["queries"][index])
     part = _phase(setup, stream, policies, list(_WORKER["args"].lam), _WORKER["runners"], keep)
+    if setup.streams is not None:  # kept on disk: the next phase reads it there, not pickled
+        part.stream = None
     part.loaded = loaded
     part.niceness = os.nice(0)
     return part
+
+
+def _handed_on(setup: _Setup, query: BenchQuery, stream: Stream | None) -> Stream:
+    """The stream of ``query`` a worker's phase ran on, in this process: read from the kept
+    streams (the worker read or wrote it there), or as the worker pickled it. Either way its
+    pixels are read-only to their buffer, so the call cache keeps their digests (unpickled
+    arrays are writable: every call's key would hash its pixels again)."""
+    if stream is None:
+        return load_stream(setup.qs, query, setup.scenes, setup.ctx.settings.seed, setup.facts,
+                           setup.streams)
+    for im in stream.images:
+        im.flags.writeable = False  # each unpickled item owns its pixels
+    # a Program maps call sites by node identity: parse it again in this process
+    return replace(stream, program=parse_program(query.program))
 
 
 def _parts(setup: _Setup, args: argparse.Namespace, queries: list[BenchQuery], policies: list[str],
@@ -273,9 +289,8 @@ def _parts(setup: _Setup, args: argparse.Namespace, queries: list[BenchQuery], p
         work = [(i, first, bool(then)) for i in range(len(queries))]
         for query, part in zip(queries, pool.imap(_worker_query, work), strict=True):
             if then:
-                assert part.stream is not None and part.answers is not None
-                # a Program maps call sites by node identity: parse it again in this process
-                stream = replace(part.stream, program=parse_program(query.program))
+                assert part.answers is not None
+                stream = _handed_on(setup, query, part.stream)
                 setup.ctx.cache.clear()
                 setup.ctx.cache.preload(part.answers)
                 part.add(_phase(setup, stream, then, lams, runners))

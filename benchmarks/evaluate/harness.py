@@ -234,7 +234,8 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
             learner.prefetch([feats[k] for k in ks])
         items = [ItemInput(stream.ids[k], stream.images[k], feats[k]) for k in ks]
         if memo is None:
-            outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type).run(items)
+            outcomes = BatchExecutor(program, router, runner, ctx.qs.answer_type,
+                                     checked=settings.baseline).run(items)
         else:
             outcomes, made = memo.run_batch(items, router, inner, ctx.qs.answer_type, ctx.cache.key)
             free.update(made)

@@ -89,3 +89,19 @@ def test_digests_of_read_only_views_are_remembered_and_equal_the_plain_key(regis
     before = cache.key("det-s", Call("find", writable[:8], ("circle",)))
     writable[0, 0, 0] ^= 1  # a writable image may change: never remembered
     assert cache.key("det-s", Call("find", writable[:8], ("circle",))) != before
+
+
+def test_a_call_keyed_again_gets_its_kept_digest_and_a_new_call_its_own(registry):
+    img = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    img.flags.writeable = False
+    cache = CallCache(registry)
+    call = Call("find", img[2:20, 3:30], ("circle",))
+    first = cache.key("det-s", call)
+    assert cache.key("det-s", call) == first == call_key("det-s", call)
+    assert cache.key("det-m", call) == call_key("det-m", call) != first
+    for n in range(5000):  # calls made and dropped (ids reused): each keyed by its own pixels
+        other = Call("find", img[n % 7 : 20, 3:30], ("circle",))
+        assert cache.key("det-s", other) == call_key("det-s", other)
+    assert len(cache._calls) <= 4096
+    cache.clear()
+    assert cache.key("det-s", call) == first and len(cache._calls) == 1

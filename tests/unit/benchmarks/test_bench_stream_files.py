@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,3 +116,22 @@ def test_read_back_items_are_read_only_to_their_buffer_so_the_call_cache_keeps_t
     assert len(cache._digests) == len(kept.images)  # each item's patch hashed once, then remembered
     assert keys == [cache.key("det-s", Call("find", im[2:20, 3:30], ("circle",))) for im in kept.images]
     assert len(cache._digests) == len(kept.images)
+
+
+def test_the_next_phase_reads_the_kept_stream_or_makes_a_pickled_one_read_only(setup, tmp_path) -> None:
+    import pickle
+    from types import SimpleNamespace
+
+    from benchmarks.evaluate.cli import _handed_on
+
+    qs, query, facts = setup
+    files = StreamFiles(tmp_path)
+    drawn = load_stream(qs, query, 4, 3, facts, files)
+    kept: Any = SimpleNamespace(qs=qs, scenes=4, facts=facts, streams=files,
+                                ctx=SimpleNamespace(settings=harness.Settings(seed=3)))
+    _same(drawn, _handed_on(kept, query, None))  # read back from the worker's file
+    pickled = pickle.loads(pickle.dumps(drawn))  # as a worker hands it on with no files
+    assert all(im.flags.writeable for im in pickled.images)
+    got = _handed_on(kept, query, pickled)
+    _same(drawn, got)
+    assert got.program is not drawn.program and got.program.source == drawn.program.source

@@ -198,3 +198,23 @@ def test_answers_agree_and_polarity() -> None:
     assert [positive_answer(v) for v in (True, False, 0, 3, [], [(0, 0, 1, 1)], "", "no", "N/A",
                                          "unknown", "red", "STOP")] == [
         True, False, False, True, False, True, False, False, False, False, True, True]
+
+
+def test_unchecked_records_equal_checked_ones_and_checked_ones_refuse_bad_usage() -> None:
+    from pydantic import ValidationError
+
+    registry = _registry({"exists|circle": True, "find|circle": CIRCLES},
+                         {"exists|circle": True, "find|circle": CIRCLES[:1], "verify_property|circle|red": True})
+    runs = [BatchExecutor(parse_program(PROGRAM), _Cascade(up={"find@4:13"}), local_round_runner(registry),
+                          checked=checked).run(_items(2)) for checked in (True, False)]
+    dumps = [[[d.model_dump(exclude={"wall_ms"}) for d in o.decisions] for o in run] for run in runs]
+    assert dumps[0] == dumps[1] and any(d["rungs"] for o in dumps[0] for d in o)
+    assert [o.answer for o in runs[0]] == [o.answer for o in runs[1]]
+
+    def negative(requests):  # a backend reporting negative FLOPs
+        out = local_round_runner(registry)(requests)
+        return [r.__class__(**{**r.__dict__, "outputs": [
+            Output(o.value, Usage(**{**o.usage.__dict__, "flops": -1.0})) for o in r.outputs]}) for r in out]
+
+    with pytest.raises(ValidationError, match="flops"):
+        BatchExecutor(parse_program(PROGRAM), _Fixed("cheap"), negative).run(_items(1))
