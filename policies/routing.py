@@ -22,7 +22,11 @@ def route_rng(key: str, item_id: str, call_site: str, seed: int) -> np.random.Ge
     """The random stream of one routing decision: a function of (seed, key, item, call site)
     only, so a replay of the same version on the same items makes the same choices. It is
     ``np.random.default_rng([seed, digest])``'s stream, made from kept words (below)."""
-    digest = zlib.crc32(f"{key}/{item_id}/{call_site}".encode())
+    return seeded_rng(seed, zlib.crc32(f"{key}/{item_id}/{call_site}".encode()))
+
+
+def seeded_rng(seed: int, digest: int) -> np.random.Generator:
+    """``np.random.default_rng([seed, digest])``: the same stream, its seed words kept."""
     return np.random.Generator(np.random.PCG64(_seed_words(seed, digest)))  # type: ignore[arg-type]
 
 

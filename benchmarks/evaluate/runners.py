@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from modules import embedding
 from modules.program import Program, parse_program
 from policies.arms import arms_for
 from policies.costs import unit_costs
+from policies.routing import seeded_rng
 from policies.specs import POLICIES
 from policy_store.learners import make_learner
 from policy_store.learners.base import Example
@@ -132,13 +133,14 @@ def routing(stream: Stream, ctx: Context, lam: float, start: dict[str, list[Item
     rng = np.random.default_rng([settings.seed, zlib.crc32(b"labels/routing")])
     for s in range(0, len(stream.ids), settings.batch_size):
         batch, examples = [], []
+        if not settings.baseline:  # decide for the batch at once (as ``run_learner`` does)
+            learner.prefetch(stream.features[s: s + settings.batch_size])  # type: ignore[attr-defined]
         for k in range(s, min(s + settings.batch_size, len(stream.ids))):
-            pick = np.random.default_rng([settings.seed, zlib.crc32(f"route/{stream.ids[k]}".encode())])
+            pick = seeded_rng(settings.seed, zlib.crc32(f"route/{stream.ids[k]}".encode()))
             t0 = time.perf_counter()
             choice = learner.choose("route", stream.features[k], pick)
             times.append((time.perf_counter() - t0) * 1e6)
-            r = start[choice.backend][k]
-            r = ItemResult(**{**asdict(r), "policy_flops": embedding.FLOPS + FMP_DECISION_FLOPS})
+            r = replace(start[choice.backend][k], policy_flops=embedding.FLOPS + FMP_DECISION_FLOPS)
             batch.append(r)
             if rng.random() < settings.label_rate:
                 examples.append(Example("route", choice.backend, stream.features[k], -r.loss,

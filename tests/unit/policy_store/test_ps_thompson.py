@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from policy_store.errors import LearnerError
 from policy_store.learners import LearnerConfig, load_learner, make_learner
 from policy_store.learners.base import Learner
 from policy_store.rewards import item_loss, split_reward
@@ -101,3 +103,41 @@ def test_escalation_prior_starts_on_the_largest_arm_and_moves_with_evidence() ->
     learner.update([Example("s", "cheap", x, 0.0, 1.0, 0.0) for _ in range(200)])
     picks = [learner.choose("s", x, rng).backend for _ in range(200)]
     assert {b: picks.count(b) for b in arms["s"]} == {"cheap": 144, "mid": 21, "big": 35}
+
+
+def _batched_and_per_item(name: str, announce: bool) -> tuple[list[tuple[str, float]], Learner]:
+    """20 batches of 16 items over three candidates: every choice's backend and propensity,
+    with the batch announced (``prefetch``) or not; the same seeds either way."""
+    arms = {site: ["small", "mid", "large"] for site in SITES}
+    costs = {"small": 0.1, "mid": 0.3, "large": 1.0}
+    learner = make_learner(name, CFG, arms, costs)
+    data = np.random.default_rng(7)
+    got: list[tuple[str, float]] = []
+    for _ in range(20):
+        xs = [data.uniform(-1.0, 1.0, size=5) for _ in range(16)]
+        if announce:
+            learner.prefetch(xs)  # type: ignore[attr-defined]
+        examples = []
+        for k, x in enumerate(xs):
+            for site in SITES:
+                c = learner.choose(site, x, np.random.default_rng([k, len(got)]))
+                got.append((c.backend, c.propensity))
+                right = c.backend == "large" or (c.backend == "mid" and x[1] < 0.5) or x[0] < 0
+                examples += split_reward([(site, c.backend, costs[c.backend], x, c.propensity)],
+                                         item_loss(bool(right), True, "bool", CFG))
+        learner.update(examples)
+    return got, learner
+
+
+def test_announced_batches_choose_as_the_per_item_path_does() -> None:
+    for name in ("thompson", "thompson-shared"):
+        per_item, _ = _batched_and_per_item(name, announce=False)
+        batched, learner = _batched_and_per_item(name, announce=True)
+        assert batched == per_item
+        assert len({b for b, _ in batched}) == 3  # every candidate was chosen somewhere
+        # an item that was not announced, or features that are not valid, take the per-item path
+        x = np.zeros(5)
+        assert learner.choose(SITES[0], x, np.random.default_rng(0)).backend in {"small", "mid", "large"}
+        learner.prefetch([np.zeros(5), np.array([np.nan] * 5)])  # type: ignore[attr-defined]
+        with pytest.raises(LearnerError, match="finite"):
+            learner.choose(SITES[0], learner._batch[1], np.random.default_rng(0))  # type: ignore[attr-defined]
