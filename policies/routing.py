@@ -33,7 +33,8 @@ def seeded_rng(seed: int, digest: int) -> np.random.Generator:
 class _KeptWords(ISeedSequence):
     """The four 64-bit words PCG64 asks its seed sequence for, computed once: a PCG64 seeded
     from them is in the same state as one seeded from the ``SeedSequence`` itself, and
-    making it skips hashing the entropy and drawing the words (8 µs of a 10 µs decision)."""
+    making it skips hashing the entropy and drawing the words (a generator in about 2.4 µs
+    instead of 8.3 on this machine)."""
 
     __slots__ = ("words",)
 
