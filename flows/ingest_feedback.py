@@ -6,11 +6,6 @@ It is the only writer of the DuckDB policy store: every run holds the one slot o
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
-
 from prefect import flow, get_run_logger
 
 from flows._batch import load_program
@@ -71,50 +66,40 @@ def ingest_feedback(stream: str, batch: str | None = None, policy: str = DEFAULT
     registry = registry_for(settings.catalog)
     summaries: list[FeedbackSummary] = []
     fault_point("feedback-before")
-    # Requests whose answer nothing here waits for (the run's tags and name, the artifacts)
-    # go on a thread while the run goes on: the writer's slot is given back and the store
-    # closed while they are made. The run waits for them, and fails with them, at its end.
-    requests: list[Future[Any]] = []
-    with ThreadPoolExecutor(1, thread_name_prefix="requests") as pool:
-
-        def post(request: Callable[..., Any], *args: Any) -> None:
-            requests.append(pool.submit(contextvars.copy_context().run, request, *args))
-
-        with (store_writer(database=settings.database, store=policy_store_at(settings)),
-              held_policy_store(settings) as db):  # one connection
-            todo = [batch] if batch else pending_feedback(store, db, stream, policy)
-            name = f"ingest_feedback/{stream}/{batches_label(todo)}"  # what this run ingests
-            if not todo:
-                rename_flow_run(name)
-                logger.info("stream %s: no batch whose results or labels changed or are unlearned "
-                            "for policy %s", stream, policy)
-                return summaries
-            info = batches.read_stream_info(store, stream)
-            post(tag_flow_run, run_tags(stream, policy, info.query_id), name)
-            register_costs(db, registry, load_program(info, policy))
-            for b in todo:
-                summary = ingest_batch(settings, store, registry, db, stream, b, policy)
-                for error in summary.errors:
-                    logger.warning(error)
-                logger.info("%s/%s policy %s: %d labelled of %d items, %d learned (%d trained now: "
-                            "%d new, %d corrected label versions), %d normalised, %d lines rejected%s; "
-                            "results %s; new version %s", stream, b, policy, summary.labelled,
-                            summary.items, summary.learned, summary.trained, summary.new_labels,
-                            summary.corrected, summary.normalised, len(summary.rejected_lines),
-                            f" (lines {_lines(summary.rejected_lines)})" if summary.rejected_lines else "",
-                            summary.results, summary.new_version)
-                summaries.append(summary)
-                fault_point("feedback-inside")
-                try:
-                    post(publish_feedback_artifact, feedback_report(store, registry, db, summary))
-                except (StorageError, FileNotFoundError, ValueError) as exc:
-                    logger.warning("%s/%s: feedback artifact not published: %s", stream, b, exc)
-            try:  # the chart so far, once per run: trend-<stream>-<policy>
-                publish_trend_artifact(db, stream, policy, post=post)
-            except ValueError as exc:  # policy_store's QueryError included
-                logger.warning("%s: trend artifact not published: %s", stream, exc)
-    for made in requests:
-        made.result()
+    with (store_writer(database=settings.database, store=policy_store_at(settings)),
+          held_policy_store(settings) as db):  # one connection
+        todo = [batch] if batch else pending_feedback(store, db, stream, policy)
+        name = f"ingest_feedback/{stream}/{batches_label(todo)}"  # what this run ingests
+        if not todo:
+            rename_flow_run(name)
+            logger.info("stream %s: no batch whose results or labels changed or are unlearned "
+                        "for policy %s", stream, policy)
+            return summaries
+        info = batches.read_stream_info(store, stream)
+        tag_flow_run(run_tags(stream, policy, info.query_id), name)
+        register_costs(db, registry, load_program(info, policy))
+        for b in todo:
+            summary = ingest_batch(settings, store, registry, db, stream, b, policy)
+            for error in summary.errors:
+                logger.warning(error)
+            logger.info("%s/%s policy %s: %d labelled of %d items, %d learned (%d trained now: "
+                        "%d new, %d corrected label versions), %d normalised, %d lines rejected%s; "
+                        "results %s; new version %s", stream, b, policy, summary.labelled,
+                        summary.items, summary.learned, summary.trained, summary.new_labels,
+                        summary.corrected, summary.normalised, len(summary.rejected_lines),
+                        f" (lines {_lines(summary.rejected_lines)})" if summary.rejected_lines else "",
+                        summary.results, summary.new_version)
+            summaries.append(summary)
+            fault_point("feedback-inside")
+            try:
+                publish_feedback_artifact(feedback_report(store, registry, db, summary))
+            except (StorageError, FileNotFoundError, ValueError) as exc:
+                # the ledger and the new version are written; only the report is missing
+                logger.warning("%s/%s: feedback artifact not published: %s", stream, b, exc)
+        try:  # the chart so far, once per run: trend-<stream>-<policy>
+            publish_trend_artifact(db, stream, policy)
+        except ValueError as exc:  # policy_store's QueryError included
+            logger.warning("%s: trend artifact not published: %s", stream, exc)
     fault_point("feedback-after")
     return summaries
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from flows._runtime import ledger_reader, settings_for
@@ -273,31 +273,18 @@ def unknown_stream(db: PolicyStore, stream: str) -> ValueError:
                       f"{', '.join(known) if known else 'none yet (run fmp feedback STREAM first)'}")
 
 
-def publish_trend_artifact(db: PolicyStore, stream: str, policy: str,
-                           post: Callable[[Callable[[], Any]], Any] | None = None) -> UUID | None:
-    """Post ``trend-<stream>-<policy>``: the policy's chart so far; None before any feedback.
-
-    ``post``, when given, is handed the request (a function of no arguments) instead of it
-    being made here — the ingest flow makes it on a thread while it goes on — and None is
-    returned."""
+def publish_trend_artifact(db: PolicyStore, stream: str, policy: str) -> UUID | None:
+    """Post ``trend-<stream>-<policy>``: the policy's chart so far; None before any feedback."""
     from prefect.artifacts import create_markdown_artifact
 
     trends = stream_trends(db, stream, [policy])
     if not trends:
         return None
-    body = trend_markdown(trends)
-    description = (f"{stream} under policy {policy}: cost per item, savings vs monolithic and "
-                   f"accuracy per batch, through {trends[0].last.batch}")
-
-    def request() -> UUID:
-        # prefect's async_dispatch types the call as UUID | Coroutine; called from sync code it is the UUID
-        return create_markdown_artifact(  # type: ignore[return-value]
-            body, key=artifact_key("trend", stream, policy), description=description)
-
-    if post is not None:
-        post(request)
-        return None
-    return request()
+    # prefect's async_dispatch types the call as UUID | Coroutine; called from sync code it is the UUID
+    return create_markdown_artifact(  # type: ignore[return-value]
+        trend_markdown(trends), key=artifact_key("trend", stream, policy),
+        description=f"{stream} under policy {policy}: cost per item, savings vs monolithic and "
+                    f"accuracy per batch, through {trends[0].last.batch}")
 
 
 # --- fmp report -----------------------------------------------------------------------------------

@@ -220,30 +220,3 @@ def test_a_batch_in_shards_gives_the_one_shard_answers_and_its_task_runs_belong_
             flow_run_filter=FlowRunFilter(id={"any_": [r.id]}))]
     assert len(runs) == 2 and task_runs
     assert all(t.flow_run_id in {r.id for r in runs} for t in task_runs)
-
-
-def test_feedback_posts_its_artifacts_on_a_thread_and_fails_with_them_after_writing(
-        prefect_harness, env, monkeypatch) -> None:
-    import threading
-
-    import flows.ingest_feedback as ingest
-    from flows.artifacts import publish_feedback_artifact as original
-    from flows.stream_batch import stream_batch
-
-    _publish(open_store(env["storage_url"]), "s1", "b0001")
-    stream_batch(stream="s1", batch="b0001", policy="learned", **env)
-    posted: list[str] = []
-
-    def failing_post(report: Any) -> None:
-        posted.append(threading.current_thread().name)
-        raise RuntimeError("artifact post refused")
-
-    monkeypatch.setattr("flows.ingest_feedback.publish_feedback_artifact", failing_post)
-    with pytest.raises(RuntimeError, match="artifact post refused"):
-        ingest.ingest_feedback(stream="s1", batch="b0001", policy="learned", **env)
-    assert len(posted) == 1 and posted[0].startswith("requests")  # not the flow's own thread
-    # the batch was ingested and the writer gave its slot back before the run failed
-    assert _ledger_counts(env["db_path"]) == (12, 8, 1)
-    monkeypatch.setattr("flows.ingest_feedback.publish_feedback_artifact", original)
-    (again,) = ingest.ingest_feedback(stream="s1", batch="b0001", policy="learned", **env)
-    assert again.new_version is None  # already learned: the failed run lost nothing
