@@ -105,16 +105,16 @@ class _Spent:
     def record(self, checked: bool = True) -> DecisionRecord:
         """The call site's decision record; ``checked=False`` builds it without validation
         (``BatchExecutor``'s ``checked``)."""
+        fields: dict[str, Any] = dict(
+            call_site=self.call_site, function=self.function, backend=self.backend, calls=self.calls,
+            propensity=self.propensity, flops=self.flops, params=self.params, wall_ms=self.wall_ms,
+            price=self.price, tried=list(self.tried))
         if checked:
-            return DecisionRecord(call_site=self.call_site, function=self.function, backend=self.backend,
-                                  propensity=self.propensity, calls=self.calls, flops=self.flops,
-                                  params=self.params, wall_ms=self.wall_ms, price=self.price,
-                                  tried=list(self.tried), rungs=[RungRecord(**r) for r in self.rungs])
-        return DecisionRecord.model_construct(
-            call_site=self.call_site, function=self.function, backend=self.backend,
-            propensity=float(self.propensity), calls=self.calls, flops=float(self.flops),
-            params=float(self.params), wall_ms=float(self.wall_ms), price=float(self.price),
-            tried=list(self.tried), rungs=[RungRecord.model_construct(**r) for r in self.rungs])
+            return DecisionRecord(**fields, rungs=[RungRecord(**r) for r in self.rungs])
+        for name in ("propensity", "flops", "params", "wall_ms", "price"):
+            fields[name] = float(fields[name])  # as validation makes them
+        rungs = [RungRecord.model_construct(**r) for r in self.rungs]
+        return DecisionRecord.model_construct(**fields, rungs=rungs)
 
 
 @dataclass

@@ -246,14 +246,11 @@ def _worker_query(job: tuple[int, list[str], bool]) -> _Part:
 
 def _handed_on(setup: _Setup, query: BenchQuery, stream: Stream | None) -> Stream:
     """The stream of ``query`` a worker's phase ran on, in this process: read from the kept
-    streams (the worker read or wrote it there), or as the worker pickled it. Either way its
-    pixels are read-only to their buffer, so the call cache keeps their digests (unpickled
-    arrays are writable: every call's key would hash its pixels again)."""
+    streams (the worker read or wrote it there), or as the worker pickled it (made again, so
+    its items are read-only as every stream's are: unpickled arrays are writable)."""
     if stream is None:
         return load_stream(setup.qs, query, setup.scenes, setup.ctx.settings.seed, setup.facts,
                            setup.streams)
-    for im in stream.images:
-        im.flags.writeable = False  # each unpickled item owns its pixels
     # a Program maps call sites by node identity: parse it again in this process
     return replace(stream, program=parse_program(query.program))
 

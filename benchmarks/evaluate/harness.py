@@ -66,6 +66,17 @@ class Stream:
     #: are not the embedding (filled on first use unless ``Settings.baseline``)
     other_features: dict[tuple[Any, ...], list[np.ndarray]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Items never change: each is made read-only down to the buffer it views, however the
+        # stream was made (drawn, read back from a kept file — a view of a writable array —
+        # or unpickled in another process), so the call cache keeps their pixel digests
+        # (``CallCache.key``) instead of hashing every call's pixels.
+        for im in self.images:
+            part: Any = im
+            while isinstance(part, np.ndarray):
+                part.flags.writeable = False
+                part = part.base
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -132,14 +143,12 @@ def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: 
     ids = [f"{query.id}/{i:05d}" for i in range(scenes)]
     key = stream_key(query.model_dump_json(), qs.answer_type, scenes, seed, facts) if files else ""
     kept = files.get(query.id, seed, scenes, key) if files else None
-    if kept is not None:  # one read-only array; its items are views of it
+    if kept is not None:  # one array; its items are views of it
         return Stream(query, parse_program(query.program), ids, list(kept["images"]),
                       list(kept["features"]), kept["labels"], kept["difficulties"])
     plan = Plan(scenes=scenes, seed=seed, batch_size=scenes)
     drawn = [d for batch in draw_stream(qs, query, plan, facts) for d in batch]
     images = [d.item.image for d in drawn]
-    for im in images:  # items never change; the call cache remembers digests of read-only pixels
-        im.flags.writeable = False
     features = embedding.embed_many(images).astype(np.float64)
     labels, difficulties = [d.answer for d in drawn], [d.item.difficulty for d in drawn]
     if files is not None:

@@ -63,7 +63,7 @@ class StreamFiles:
         return self.root / f"{query_id}-s{seed}-n{scenes}-{key}.npz"
 
     def get(self, query_id: str, seed: int, scenes: int, key: str) -> dict[str, Any] | None:
-        """The stored items (``images`` one read-only array, ``features``, ``labels``,
+        """The stored items (``images`` one array, ``features``, ``labels``,
         ``difficulties``), or None when there is no readable file for ``key``."""
         path = self._path(query_id, seed, scenes, key)
         try:
@@ -74,13 +74,6 @@ class StreamFiles:
             return None
         if meta.get("key") != key or len(images) != len(meta["labels"]) or len(features) != len(images):
             return None
-        # read-only down to the buffer it views (np.load may hand back a view of a 1-D array):
-        # the call cache remembers pixel digests only of items no reference can change
-        root = images
-        while isinstance(root.base, np.ndarray):
-            root.flags.writeable = False
-            root = root.base
-        root.flags.writeable = False
         return {"images": images, "features": features, "labels": meta["labels"],
                 "difficulties": meta["difficulties"]}
 
