@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,28 @@ def keep_freed_memory() -> None:
         return
     libc.mallopt(-4, 0)  # M_MMAP_MAX: no separate mapping for large blocks
     libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never return the top of the heap
+
+
+#: The cycle collector's thresholds in an evaluation's processes (Python's own: 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@contextmanager
+def collecting_rarely() -> Iterator[None]:
+    """Run Python's cycle collector rarely for the block (its thresholds back afterwards).
+
+    An evaluation holds millions of long-lived objects (the call answers, the path memos'
+    tries, each policy's records), and the policies allocate small objects by the million;
+    with Python's thresholds the collector scanned the long-lived ones over and over, a third
+    of a warm run's CPU (one full-size query, ``static``: 31.8 → 20.5 s). What is garbage here
+    is freed by reference counts; cycles are few, and peak memory did not change measurably
+    (four full-size queries, every policy: 1.12 GB either way)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass
@@ -226,6 +250,7 @@ def _worker_init(args: argparse.Namespace, unit_flops: dict[tuple[str, str], flo
         os.nice(niceness)
     torch.set_num_threads(1)
     keep_freed_memory()
+    gc.set_threshold(*GC_THRESHOLDS)  # the process is the evaluation's (see collecting_rarely)
     setup = _setup(args, unit_flops)
     _WORKER.update(setup=setup, args=args, queries=pick_queries(setup.qs, args),
                    runners={n: RUNNERS[n] for n in names})
@@ -314,6 +339,12 @@ def evaluate(args: argparse.Namespace, runners: Mapping[str, Runner] = RUNNERS,
     torch.set_num_threads(1)
     if not args.baseline:
         keep_freed_memory()
+    with nullcontext() if args.baseline else collecting_rarely():
+        return _evaluate(args, runners, on_query)
+
+
+def _evaluate(args: argparse.Namespace, runners: Mapping[str, Runner], on_query: OnQuery | None,
+              ) -> dict[str, Any]:
     started = time.time()
     setup = _setup(args)
     qs, ctx, settings = setup.qs, setup.ctx, setup.ctx.settings

@@ -157,3 +157,30 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     # the workers yielded the CPU to the main process, which ran the across-query policies
     assert cold["worker_niceness"] == min(WORKER_NICENESS, 19 - os.nice(0)) and warm["worker_niceness"] == 0
 
+
+
+def test_the_cycle_collector_runs_rarely_during_an_evaluation_and_as_before_after_it(tmp_path):
+    """The policies allocate by the million beside millions of long-lived objects: the run
+    raises the collector's thresholds (today's path, --baseline, keeps Python's) and puts the
+    caller's back, also when the run fails."""
+    import gc
+
+    from benchmarks.evaluate.cli import GC_THRESHOLDS
+
+    argv = ["--benchmark", "binary", "--query", "red_circle_left_of_blue_square", "--scenes", "4",
+            "--batch-size", "4", "--lam", "1", "--policies", "cheapest", "--no-call-table"]
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    during = []
+    evaluate(parser().parse_args([*argv, "--out", str(tmp_path / "a.json")]),
+             on_query=lambda query, got: during.append(gc.get_threshold()))
+    evaluate(parser().parse_args([*argv, "--baseline", "--out", str(tmp_path / "b.json")]),
+             on_query=lambda query, got: during.append(gc.get_threshold()))
+    assert during == [GC_THRESHOLDS, before] and gc.get_threshold() == before
+
+    def fail(query, got):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        evaluate(parser().parse_args([*argv, "--out", str(tmp_path / "c.json")]), on_query=fail)
+    assert gc.get_threshold() == before
