@@ -4,7 +4,9 @@ report and the Pareto PNG and prints the table.
 
 Per query, the policies that learn only from that query run first (``--jobs N``: in N worker
 processes, several queries at once), then, in this process and in query order, the policies
-that carry what they learned from one query to the next (``Runner.across_queries``). Backend
+that carry what they learned from one query to the next (``Runner.across_queries``); with
+workers, a query whose stream an earlier run kept runs them here without waiting for its
+worker, its calls read from the table. Backend
 calls come from the call table on disk (``--call-table``, default ``.fmp/calls``) when an
 earlier run computed them; what a run computes is added to it. ``--baseline`` runs today's
 path instead (one process, every policy of a query in turn, no call table), which
@@ -34,7 +36,7 @@ import numpy as np
 import benchmarks.evaluate as package
 from benchmarks.calltable import DEFAULT_DIR, CallTable, load_unit_flops, save_unit_flops
 from benchmarks.counterfactual import Answered, CallCache, CallKey
-from benchmarks.evaluate.harness import Context, ItemResult, Settings, Stream, load_stream
+from benchmarks.evaluate.harness import Context, ItemResult, Settings, Stream, is_kept, load_stream
 from benchmarks.evaluate.intervals import (
     Bootstrap,
     add_intervals,
@@ -307,15 +309,31 @@ def _parts(setup: _Setup, args: argparse.Namespace, queries: list[BenchQuery], p
     unit_flops = known_unit_flops(setup.ctx.registry)
     spawn = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
     niceness = WORKER_NICENESS if then else 0
+    # A query whose stream an earlier run kept (so its calls are in the table) runs its second
+    # phase here at once, from the table, while the workers run first phases: the second
+    # phase does not read the first's results, only the calls it computed, which the table
+    # holds already (a call it lacks is computed here). Other queries wait for their
+    # worker's phase and get its calls handed on (no call is computed twice in a cold run).
+    ahead = [bool(then) and setup.table is not None and setup.streams is not None
+             and is_kept(setup.qs, q, setup.scenes, setup.ctx.settings.seed, setup.facts, setup.streams)
+             for q in queries]
     with spawn.Pool(jobs, _worker_init, (args, unit_flops, list(runners), niceness)) as pool:
-        work = [(i, first, bool(then)) for i in range(len(queries))]
-        for query, part in zip(queries, pool.imap(_worker_query, work), strict=True):
-            if then:
-                assert part.answers is not None
-                stream = _handed_on(setup, query, part.stream)
-                setup.ctx.cache.clear()
-                setup.ctx.cache.preload(part.answers)
-                part.add(_phase(setup, stream, then, lams, runners))
+        work = [(i, first, bool(then) and not ahead[i]) for i in range(len(queries))]
+        parts = pool.imap(_worker_query, work)
+        for query, early in zip(queries, ahead, strict=True):
+            if early:
+                stream, _ = _open_query(setup, query)  # the worker counts what it loads
+                mine = _phase(setup, stream, then, lams, runners)
+                part = next(parts)
+                part.add(mine)
+            else:
+                part = next(parts)
+                if then:
+                    assert part.answers is not None
+                    stream = _handed_on(setup, query, part.stream)
+                    setup.ctx.cache.clear()
+                    setup.ctx.cache.preload(part.answers)
+                    part.add(_phase(setup, stream, then, lams, runners))
             part.stream = part.answers = None
             yield query, part
 

@@ -135,6 +135,14 @@ class Context:
 
 
 # -- items ---------------------------------------------------------------------------------
+def is_kept(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: dict[str, str],
+            files: StreamFiles) -> bool:
+    """Whether ``files`` holds the query's stream as today's code draws it (an earlier run
+    drew it there)."""
+    return files.has(query.id, seed, scenes, stream_key(query.model_dump_json(), qs.answer_type, scenes,
+                                                        seed, facts))
+
+
 def load_stream(qs: QuerySet, query: BenchQuery, scenes: int, seed: int, facts: dict[str, str],
                 files: StreamFiles | None = None) -> Stream:
     """The query's stream of ``scenes`` items at ``seed``: read from ``files`` when it holds

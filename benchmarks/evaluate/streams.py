@@ -62,6 +62,10 @@ class StreamFiles:
     def _path(self, query_id: str, seed: int, scenes: int, key: str) -> Path:
         return self.root / f"{query_id}-s{seed}-n{scenes}-{key}.npz"
 
+    def has(self, query_id: str, seed: int, scenes: int, key: str) -> bool:
+        """Whether a file for ``key`` is kept (``get`` may still find it unreadable)."""
+        return self._path(query_id, seed, scenes, key).is_file()
+
     def get(self, query_id: str, seed: int, scenes: int, key: str) -> dict[str, Any] | None:
         """The stored items (``images`` one array, ``features``, ``labels``,
         ``difficulties``), or None when there is no readable file for ``key``."""

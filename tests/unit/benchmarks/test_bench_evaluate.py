@@ -147,8 +147,12 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     base = evaluate(parser().parse_args([*argv, "--baseline", "--out", str(tmp_path / "base.json")]))
     cold = evaluate(parser().parse_args([*argv, *table, "--jobs", "2", "--out", str(tmp_path / "cold.json")]))
     warm = evaluate(parser().parse_args([*argv, *table, "--out", str(tmp_path / "warm.json")]))
+    # with workers again: the streams are kept, so the across-query policies run here from
+    # the table while the workers run the first phases, and the numbers stay the same
+    ahead = evaluate(parser().parse_args([*argv, *table, "--jobs", "2", "--out", str(tmp_path / "ahead.json")]))
     assert set(base["sweep"]) == set(DEFAULT_POLICIES)
-    assert differences(base, cold) == [] and differences(base, warm) == []
+    assert differences(base, cold) == [] and differences(base, warm) == [] and differences(base, ahead) == []
+    assert ahead["model_calls"] == {**warm["model_calls"], "reused": ahead["model_calls"]["reused"]}
     assert cold["model_calls"]["stored"] == cold["model_calls"]["computed"] > 0
     assert warm["model_calls"]["computed"] == 0 and warm["model_calls"]["loaded"] == cold["model_calls"]["stored"]
     assert base["call_table"] is None and base["model_calls"]["stored"] == 0
