@@ -4,7 +4,8 @@ Kind ``ocr``; the spec's ``engine`` picks the model, all of them installed offli
 
 * ``ddddocr`` — the ddddocr package's default CTC line recogniser (``common_old.onnx``, run through
   onnxruntime here so that decoding is restricted to letters and digits);
-* ``tesseract`` — Debian's ``tesseract-ocr`` binary (LSTM engine, ``--psm 7`` single line);
+* ``tesseract`` — Debian's ``tesseract-ocr`` binary (LSTM engine, ``--psm 7`` single line; a group's lines are
+  the pages of one process)
 * ``pprec`` — RapidOCR's PP-OCRv4 line recogniser alone (``ch_PP-OCRv4_rec_infer.onnx`` from
   ``rapidocr-onnxruntime``, run through RapidOCR's own recogniser wrapper), without its
   detector and classifier;
@@ -29,6 +30,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +198,8 @@ class OCRBackend(Backend):
             if call.function != "read_text":
                 raise ValueError(f"backend {self.name!r} serves only read_text, got {call.function!r}")
         params = self.params()
+        if self.spec.engine == "tesseract":
+            return self._infer_tesseract(calls, params)
         out = []
         for call in calls:
             image = call.image
@@ -232,25 +236,65 @@ class OCRBackend(Backend):
             prev = i
         return "".join(chars), local + onnx_flops(self._onnx, (1, 1, 64, width))
 
-    def _read_tesseract(self, image: np.ndarray) -> tuple[str, float]:
+    def _infer_tesseract(self, calls: list[Call], params: int) -> list[Output]:
+        """A group's lines read by one Tesseract process (a page per line): starting the
+        binary and loading its model cost several times what reading a line does."""
+        lines = [self._tesseract_line(call.image) for call in calls]
+        texts = iter(self._tesseract_many([png for png, _ in lines if png is not None]))
+        return [Output(normalise_text(next(texts) if png is not None else ""),
+                       self.declared_usage(flops, params, confidence=None))
+                for png, flops in lines]
+
+    def _tesseract_line(self, image: np.ndarray | None) -> tuple[bytes | None, float]:
+        """The PNG of the line Tesseract reads in ``image`` (None: no text found, or no image)
+        and the call's FLOPs."""
+        if image is None or image.ndim != 3 or 0 in image.shape[:2]:
+            return None, 0.0
         local = LOCALISER_OPS_PER_PIXEL * image.shape[0] * image.shape[1]
-        box = localise_text(image)
+        box = localise_text(np.ascontiguousarray(image))
         if box is None:
-            return "", local
+            return None, local
         import cv2
 
-        line = _crop(image, box)
+        line = _crop(np.ascontiguousarray(image), box)
         line = cv2.resize(line, None, fx=self.spec.upscale, fy=self.spec.upscale,
                           interpolation=cv2.INTER_CUBIC)
         ok, png = cv2.imencode(".png", cv2.cvtColor(line, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"backend {self.name!r}: a {line.shape} line could not be encoded as PNG")
+        columns = line.shape[1] * TESS_LINE_HEIGHT / line.shape[0]
+        return png.tobytes(), local + 2.0 * self._params * columns
+
+    def _tesseract(self, source: str, stdin: bytes | None, timeout_s: float) -> str:
         proc = subprocess.run(
-            [self._binary, "stdin", "stdout", "--psm", "7", "-c", f"tessedit_char_whitelist={ALNUM}"],
-            input=png.tobytes(), capture_output=True, timeout=30, check=False,
+            [self._binary, source, "stdout", "--psm", "7", "-c", f"tessedit_char_whitelist={ALNUM}"],
+            input=stdin, capture_output=True, timeout=timeout_s, check=False,
             env={"OMP_THREAD_LIMIT": "1", "PATH": "/usr/bin:/bin"})
         if proc.returncode != 0:
             raise ValueError(f"backend {self.name!r}: tesseract failed: {proc.stderr.decode()[-200:]}")
-        columns = line.shape[1] * TESS_LINE_HEIGHT / line.shape[0]
-        return proc.stdout.decode(errors="replace"), local + 2.0 * self._params * columns
+        return proc.stdout.decode(errors="replace")
+
+    def _tesseract_many(self, pngs: list[bytes]) -> list[str]:
+        """The text of each line. Several lines go to one process as the pages of a list file
+        (Tesseract separates the pages' text with form feeds; the whitelist keeps them out
+        of the text); when that process fails or its pages do not match, each line is read
+        alone, so a line Tesseract rejects fails its call only."""
+        if len(pngs) > 1:
+            with tempfile.TemporaryDirectory(prefix="fmp-tesseract-") as tmp:
+                names = []
+                for i, png in enumerate(pngs):
+                    name = Path(tmp) / f"{i:05d}.png"
+                    name.write_bytes(png)
+                    names.append(str(name))
+                listing = Path(tmp) / "lines.txt"
+                listing.write_text("\n".join(names) + "\n")
+                try:
+                    pages = self._tesseract(str(listing), None, 30.0 + 2.0 * len(pngs)).split("\f")
+                except (ValueError, subprocess.TimeoutExpired):
+                    pages = []
+            if len(pages) == len(pngs):
+                return pages
+        return [self._tesseract("stdin", png, 30.0) for png in pngs]
 
     def _read_pprec(self, image: np.ndarray) -> tuple[str, float]:
         local = LOCALISER_OPS_PER_PIXEL * image.shape[0] * image.shape[1]

@@ -168,3 +168,45 @@ def test_rapidocr_drops_lines_found_on_coloured_objects() -> None:
     assert not _coloured(image, [[4, 4], [31, 4], [31, 16], [4, 16]])
     assert _coloured(image, [[30, 20], [50, 20], [50, 35], [30, 35]])
     assert not _coloured(image, [[70, 70], [80, 70], [80, 80], [70, 80]])  # outside: nothing to judge
+
+
+def test_tesseract_reads_a_group_in_one_process_as_it_reads_each_line_alone(monkeypatch) -> None:
+    """Starting Tesseract and loading its model cost several times what reading a line does:
+    a group's lines go to one process, with the answers and costs of reading each alone; when
+    that process fails, each line is read alone."""
+    available, how = ENGINES["tesseract"]
+    if not available:
+        pytest.skip(f"tesseract is not installed: {how}")
+    import subprocess
+
+    backend = _registry("tesseract").get("ocr-tesseract")
+    signs = [("STOP", "easy"), ("BANANA", "medium"), ("EXIT", "hard"), ("4", "easy"), (None, "easy"),
+             ("LEMON", "medium"), ("TAXI", "hard"), ("PARK", "easy")]
+    items = [render_item(seed, sign=word, difficulty=d) for seed, (word, d) in enumerate(signs)]
+    calls = [Call("read_text", it.image, ()) for it in items]
+    calls.append(Call("read_text", np.zeros((0, 5, 3), np.uint8), ()))  # nothing to read
+    alone = [backend.infer([c])[0] for c in calls]
+    assert sum(bool(o.value) for o in alone) >= 4 and alone[4].value == "" and alone[-1].value == ""
+    real = subprocess.run
+    sources: list[str] = []
+
+    def counted(args, **kwargs):
+        sources.append(args[1])
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counted)
+    together = backend.infer(calls)
+    assert [(o.value, o.usage) for o in together] == [(o.value, o.usage) for o in alone]
+    assert len(sources) == 1 and sources[0].endswith("lines.txt")
+
+    def refused(args, **kwargs):  # the list file fails: every line is read alone
+        sources.append(args[1])
+        if args[1] != "stdin":
+            return subprocess.CompletedProcess(args, 1, b"", b"refused")
+        return real(args, **kwargs)
+
+    sources.clear()
+    monkeypatch.setattr(subprocess, "run", refused)
+    again = backend.infer(calls)
+    assert [(o.value, o.usage) for o in again] == [(o.value, o.usage) for o in alone]
+    assert sources[0].endswith("lines.txt") and sources[1:] == ["stdin"] * (len(sources) - 1) and len(sources) > 2
