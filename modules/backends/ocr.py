@@ -250,13 +250,14 @@ class OCRBackend(Backend):
         and the call's FLOPs."""
         if image is None or image.ndim != 3 or 0 in image.shape[:2]:
             return None, 0.0
+        image = np.ascontiguousarray(image)
         local = LOCALISER_OPS_PER_PIXEL * image.shape[0] * image.shape[1]
-        box = localise_text(np.ascontiguousarray(image))
+        box = localise_text(image)
         if box is None:
             return None, local
         import cv2
 
-        line = _crop(np.ascontiguousarray(image), box)
+        line = _crop(image, box)
         line = cv2.resize(line, None, fx=self.spec.upscale, fy=self.spec.upscale,
                           interpolation=cv2.INTER_CUBIC)
         ok, png = cv2.imencode(".png", cv2.cvtColor(line, cv2.COLOR_RGB2BGR))

@@ -162,7 +162,6 @@ def test_workers_and_a_warm_call_table_give_todays_numbers(tmp_path):
     assert cold["worker_niceness"] == min(WORKER_NICENESS, 19 - os.nice(0)) and warm["worker_niceness"] == 0
 
 
-
 def test_the_cycle_collector_runs_rarely_during_an_evaluation_and_as_before_after_it(tmp_path):
     """The policies allocate by the million beside millions of long-lived objects: the run
     raises the collector's thresholds (today's path, --baseline, keeps Python's) and puts the
