@@ -34,7 +34,7 @@ from modules.errors import ExecutionError, FmpModuleError
 from modules.interpreter import Interpreter, Limits, PendingCall
 from modules.program import CallSite, Program
 from modules.registry import Registry
-from storage.records import DecisionRecord, RungRecord
+from storage.records import DecisionRecord, RungRecord, trusted
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ class _Spent:
             return DecisionRecord(**fields, rungs=[RungRecord(**r) for r in self.rungs])
         for name in ("propensity", "flops", "params", "wall_ms", "price"):
             fields[name] = float(fields[name])  # as validation makes them
-        rungs = [RungRecord.model_construct(**r) for r in self.rungs]
-        return DecisionRecord.model_construct(**fields, rungs=rungs)
+        fields["rungs"] = [trusted(RungRecord, r) for r in self.rungs]
+        return trusted(DecisionRecord, fields)
 
 
 @dataclass

@@ -6,7 +6,7 @@ loudly at write time instead of silently on read.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -38,6 +38,26 @@ NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_R = TypeVar("_R", bound=_Record)
+_setattr = object.__setattr__
+
+
+def trusted(cls: type[_R], values: dict[str, Any]) -> _R:
+    """``cls.model_construct(**values)`` for ``values`` that name every field of ``cls`` and are
+    valid already (made by code, not read): the same record, every field set, in declaration
+    order, in a quarter of the time (about 2 µs against 9 for a ``DecisionRecord``). The
+    executor makes one per call site and item, millions per evaluation. A missing field is a
+    KeyError; an unknown one is dropped as by ``model_construct`` (which keeps it only for
+    models with extra fields, and records forbid them)."""
+    fields = {name: values[name] for name in cls.__pydantic_fields__}
+    record = cls.__new__(cls)
+    _setattr(record, "__dict__", fields)
+    _setattr(record, "__pydantic_fields_set__", set(fields))
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
 
 
 class ManifestItem(_Record):

@@ -36,7 +36,7 @@ import numpy as np
 from modules.backends.base import Call
 from modules.executor import BatchExecutor, ItemInput, ItemOutcome, RoundRunner, Route, Router
 from modules.program import CallSite, Program
-from storage.records import DecisionRecord
+from storage.records import DecisionRecord, trusted
 
 #: A path: the (call site, backend) choices made so far, in first-reach order.
 Path = tuple[tuple[str, str], ...]
@@ -96,7 +96,7 @@ class PathMemo:
             self.walked += 1
             out[it.item_id] = ItemOutcome(it.item_id, done.status, done.answer, done.error, [
                 d if d.propensity == routes[d.call_site].propensity
-                else d.model_copy(update={"propensity": routes[d.call_site].propensity})
+                else trusted(DecisionRecord, {**d.__dict__, "propensity": routes[d.call_site].propensity})
                 for d in done.decisions])
             keys.update(done.keys)
         if left:

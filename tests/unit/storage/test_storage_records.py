@@ -15,6 +15,7 @@ from storage.records import (
     ResultRow,
     RungRecord,
     StreamInfo,
+    trusted,
 )
 
 DECISION: dict[str, Any] = dict(
@@ -127,6 +128,23 @@ def test_decision_rows_written_before_escalation_read_with_no_rungs() -> None:
     assert again == cascade and again.rungs[1].confidence is None
     with pytest.raises(ValidationError):
         RungRecord(backend="tiny", confidence=1.5, positive=True)
+
+
+def test_a_trusted_record_is_the_validated_record_field_for_field() -> None:
+    rungs: list[dict[str, Any]] = [dict(backend="tiny-s", confidence=0.6, positive=False, agreed=False),
+                                   dict(agreed=None, positive=True, confidence=None, backend="tiny")]
+    values: dict[str, Any] = dict(reversed(list(DECISION.items()))) | {"tried": ["tiny-s"]}
+    made = trusted(DecisionRecord, values | {"rungs": [trusted(RungRecord, r) for r in rungs]})
+    valid = DecisionRecord(**values, rungs=[RungRecord(**r) for r in rungs])
+    assert made == valid
+    assert list(made.__dict__) == list(valid.__dict__) == list(DecisionRecord.model_fields)
+    assert made.__pydantic_fields_set__ == valid.__pydantic_fields_set__ == set(DecisionRecord.model_fields)
+    assert made.model_dump_json() == valid.model_dump_json()
+    assert made.model_copy(update={"propensity": 1.0}).propensity == 1.0
+    with pytest.raises(ValidationError):  # frozen like any record
+        made.propensity = 1.0  # type: ignore[misc]
+    with pytest.raises(KeyError, match="tried"):  # every field must be given
+        trusted(DecisionRecord, DECISION | {"rungs": []})
 
 
 def test_result_row_accepts_ok_and_failed() -> None:
