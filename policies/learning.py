@@ -36,9 +36,9 @@ def examples_from(rows: list[ResultRow], labels: dict[str, bool | str], answer_t
         loss = item_loss(row.answer, labels[row.item_id], answer_type, config)
         features = np.asarray(row.features, dtype=np.float64)
         rungs = {d.call_site: tuple(d.rungs) for d in row.decisions}
-        examples += [replace(e, rungs=rungs[e.call_site], label=labels[row.item_id]) for e in split_reward(
+        examples += split_reward(
             [(d.call_site, d.backend, d.flops / unit_flops, features, d.propensity) for d in row.decisions],
-            loss, row.item_id)]
+            loss, row.item_id, rungs, labels[row.item_id])
     return examples
 
 

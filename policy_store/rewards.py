@@ -7,6 +7,7 @@ cost; learners apply λ themselves because cost is known exactly at choice time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -15,6 +16,7 @@ from policy_store.answers import normalise_answer
 from policy_store.errors import RewardError
 from policy_store.learners.base import Example
 from policy_store.learners.config import LearnerConfig
+from storage.records import RungRecord
 
 #: (call_site, backend, cost, features, propensity) of one executed call site.
 DecisionInput = tuple[str, str, float, np.ndarray, float]
@@ -47,9 +49,11 @@ def item_loss(
 
 
 def split_reward(
-    decisions: list[DecisionInput], loss: float, item_id: str = ""
+    decisions: list[DecisionInput], loss: float, item_id: str = "",
+    rungs: Mapping[str, tuple[RungRecord, ...]] | None = None, label: bool | str | None = None,
 ) -> list[Example]:
-    """One Example per executed call site with reward -loss/N, tagged with ``item_id``.
+    """One Example per executed call site with reward -loss/N, tagged with ``item_id``, the
+    item's ``label`` and each site's ``rungs`` (by call site; none where not given).
 
     A call site listed twice with the same backend counts once; listed with two
     different backends it is an error (one decision per call site per item).
@@ -75,6 +79,8 @@ def split_reward(
             propensity=float(propensity),
             cost=float(cost),
             item_id=item_id,
+            rungs=rungs.get(site, ()) if rungs else (),
+            label=label,
         )
         for site, backend, cost, features, propensity in seen.values()
     ]
