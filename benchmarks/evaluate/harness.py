@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,7 +21,7 @@ from modules.answers import normalise_answer
 from modules.executor import BatchExecutor, GroupRequest, GroupResult, ItemInput, ItemOutcome
 from modules.program import Program, parse_program
 from modules.registry import Registry
-from policies.routing import policy_router
+from policies.routing import FirstDraws, policy_router
 from policy_store.learners.base import Example, Learner
 from policy_store.learners.config import LearnerConfig
 from policy_store.learners.features import item_features
@@ -115,6 +115,9 @@ class Context:
     #: (query, program) → the paths its items took so far in this phase (``PathMemo``), and
     #: ("runs", program) → its audit and shadow runs so far (``RunMemo``)
     paths: dict[Any, Any] = field(default_factory=dict)
+    #: each decision's first random draw, shared by the runs of one policy at every λ (the
+    #: draws of a decision do not depend on λ; ``policies.routing.FirstDraws``)
+    first_draws: FirstDraws = field(default_factory=FirstDraws)
 
     def path_memo(self, query_id: str, program: Program) -> PathMemo | None:
         """The paths ``program``'s items took on query ``query_id`` in this phase (None when
@@ -239,7 +242,8 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
     shadow_key = zlib.crc32(f"shadow/{name}/{stream.query.id}".encode())
     shadow_rng = np.random.default_rng([settings.seed, shadow_key])
     times = ctx.decision_us.setdefault(name, [])
-    router = policy_router(learner, f"{name}/{stream.query.id}", settings.seed, times=times)
+    router = policy_router(learner, f"{name}/{stream.query.id}", settings.seed, times=times,
+                           first=None if settings.baseline else ctx.first_draws)
     memo = None if learner.escalates else ctx.path_memo(stream.query.id, program)
     rng = np.random.default_rng([settings.seed, zlib.crc32(f"labels/{name}".encode())])
     out: list[ItemResult] = []
@@ -269,8 +273,7 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
             decisions = [(t.call_site, t.backend, t.flops / ctx.mono_flops, feats[k], t.propensity)
                          for t in o.decisions]
             rungs = {t.call_site: tuple(t.rungs) for t in o.decisions}
-            examples += [replace(e, item_id=stream.ids[k], rungs=rungs[e.call_site], label=stream.labels[k])
-                         for e in split_reward(decisions, r.loss)]
+            examples += split_reward(decisions, r.loss, stream.ids[k], rungs, stream.labels[k])
             for site, backend, calls, answer in shadows.get(k, []):
                 loss = item_loss(answer, stream.labels[k], ctx.qs.answer_type, config)
                 cost = learner.costs[backend] * calls
