@@ -19,21 +19,26 @@ and "learn from it" decisions. Every run that writes takes, in this order:
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 if TYPE_CHECKING:
     from policy_store.store import PolicyStore
 
 WRITER_LIMIT = "fmp-store-writer"
-#: Lease of the slot, renewed by Prefect while it is held (the server's minimum is 60 s).
+#: Lease of the slot, renewed while it is held (the server's minimum is 60 s).
 LEASE_S = 60.0
+#: The lease is renewed each time this share of it has passed (Prefect's own renewal: 0.75).
+RENEW_AT = 0.75
 #: How long a writer that holds the lock file waits for a taken slot before reclaiming it.
 SLOT_WAIT_S = 3.0
 #: How often a waiting writer tries the lock file again.
@@ -112,6 +117,62 @@ def file_lock(path: Path, timeout_s: float | None = None, what: str = "the store
         os.close(fd)
 
 
+@contextmanager
+def held_slot(name: str, wait_s: float) -> Iterator[None]:
+    """Hold one slot of the limit ``name`` (which must exist) for the block, on a lease of
+    ``LEASE_S`` renewed every ``RENEW_AT`` of it while the block runs.
+
+    Prefect's ``concurrency()`` takes the slot the same way (the same request, its waiting and
+    errors), then renews the lease at once from a thread with an API client of its own and
+    gives the slot back through another new client, which a feedback run waited for. Here the
+    first renewal comes after 45 s, so a block shorter than that makes no renewal request,
+    and the slot is given back through the run's own client (``get_client`` inside a flow run
+    returns the engine's). The acquired and released events are emitted as Prefect emits them.
+    A failed renewal logs a warning and the block goes on: the lock file keeps other writers
+    of the file out (see the module's docstring).
+
+    Raises:
+        AcquireConcurrencySlotTimeoutError: the slot stayed taken for ``wait_s`` seconds.
+        ConcurrencySlotAcquisitionError: the limit is missing, or the server refused.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency._events import (
+        emit_concurrency_acquisition_events,
+        emit_concurrency_release_events,
+    )
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease
+
+    lease = acquire_concurrency_slots_with_lease([name], 1, timeout_seconds=wait_s,
+                                                 lease_duration=LEASE_S, strict=True)
+    events = emit_concurrency_acquisition_events(lease.limits, 1)
+    stop = threading.Event()
+    renewer = threading.Thread(target=contextvars.copy_context().run,
+                               args=(_renew, name, lease.lease_id, stop), name=f"{name}-lease-renewal",
+                               daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=2)
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease_id=lease.lease_id)
+        emit_concurrency_release_events(lease.limits, 1, events)
+
+
+def _renew(name: str, lease_id: UUID, stop: threading.Event) -> None:
+    from prefect.client.orchestration import get_client
+
+    while not stop.wait(LEASE_S * RENEW_AT):
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_S)
+        except Exception as exc:  # the next try comes after another RENEW_AT of the lease
+            _logger().warning("could not renew the lease of the %s slot (%s: %s); the writer lock "
+                              "file still keeps other writers of this store out", name,
+                              type(exc).__name__, exc)
+
+
 def _take_slot(held: ExitStack, name: str, wait_s: float, limit: int = 1) -> None:
     """Take a slot of the limit ``name`` for as long as ``held`` is open: created with
     ``limit`` slots when missing; a slot still taken after ``wait_s`` is reclaimed (its
@@ -128,14 +189,12 @@ def _take_slot(held: ExitStack, name: str, wait_s: float, limit: int = 1) -> Non
         AcquireConcurrencySlotTimeoutError,
         ConcurrencySlotAcquisitionError,
     )
-    from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     created = reclaimed = False
     while True:
         try:
-            held.enter_context(concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True,
-                                           timeout_seconds=wait_s))
+            held.enter_context(held_slot(name, wait_s))
             return
         except AcquireConcurrencySlotTimeoutError:
             if reclaimed:

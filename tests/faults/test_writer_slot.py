@@ -116,8 +116,39 @@ def test_a_free_slot_is_taken_in_one_request_and_a_missing_limit_created(prefect
     sent.clear()
     with store_writer(database=database):
         pass
-    limits = [(m, p) for m, p in sent if "concurrency_limits" in p and "/leases/" not in p]
-    # the slot free: taken and given back, the limit never read
+    limits = [(m, p) for m, p in sent if "concurrency_limits" in p]
+    # the slot free: taken and given back, the limit never read, the lease not renewed at once
     assert limits == [("POST", "/api/v2/concurrency_limits/increment-with-lease"),
                       ("POST", "/api/v2/concurrency_limits/decrement-with-lease")]
     assert _active_slots() == 0
+
+
+def test_a_held_slot_has_its_lease_renewed_until_it_is_given_back(prefect_api, tmp_path, monkeypatch,
+                                                                  caplog) -> None:
+    import httpx
+
+    import flows.locks
+
+    renewed: list[str] = []
+    sync_send = httpx.Client.send
+
+    def send(client, request, *args, **kwargs):
+        if request.url.path.endswith("/renew"):
+            renewed.append(request.url.path)
+            if len(renewed) == 2:  # one renewal fails: a warning, and the block goes on
+                raise httpx.ConnectError("refused", request=request)
+        return sync_send(client, request, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    monkeypatch.setattr(flows.locks, "RENEW_AT", 0.5 / flows.locks.LEASE_S)  # every 0.5 s
+    database = tmp_path / "fmp.duckdb"
+    with store_writer(database=database):
+        time.sleep(1.8)
+        assert _active_slots() == 1
+    during = len(renewed)
+    time.sleep(1.0)
+    assert 3 <= during <= 4 and len(renewed) == during  # none after the slot was given back
+    assert len(set(renewed)) == 1  # one lease
+    assert _active_slots() == 0
+    assert any("could not renew the lease of the fmp-store-writer slot (ConnectError" in r.getMessage()
+               for r in caplog.records)
