@@ -108,8 +108,12 @@ class CallCache:
         self._calls[id(call)] = (call, pix)  # the call is kept with it: its id stays its own
         return backend, call.function, call.args, img.shape, pix
 
-    def get_many(self, backend: str, calls: list[Call]) -> list[Answered]:
+    def get_many(self, backend: str, calls: list[Call], seen: set[CallKey] | None = None) -> list[Answered]:
+        """The answers to ``calls`` on ``backend``, computing those not known; their keys are
+        added to ``seen`` when given."""
         keys = [self.key(backend, c) for c in calls]
+        if seen is not None:
+            seen.update(keys)
         hits = [k in self.answers for k in keys]
         missing = {k: c for k, c, hit in zip(keys, calls, hits, strict=True) if not hit}
         self.reused += len(keys) - len(missing)
@@ -157,13 +161,14 @@ class CallCache:
         self._calls.clear()
 
 
-def cached_round_runner(cache: CallCache) -> RoundRunner:
-    """A RoundRunner for the lockstep executor that answers from (and fills) ``cache``."""
+def cached_round_runner(cache: CallCache, seen: set[CallKey] | None = None) -> RoundRunner:
+    """A RoundRunner for the lockstep executor that answers from (and fills) ``cache``; the
+    keys of the calls it answers are added to ``seen`` when given."""
 
     def run_round(requests: list[GroupRequest]) -> list[GroupResult]:
         results = []
         for req in requests:
-            got = cache.get_many(req.backend, req.calls)
+            got = cache.get_many(req.backend, req.calls, seen)
             results.append(GroupResult([a.output for a in got], sum(a.wall_ms for a in got)))
         return results
 

@@ -18,7 +18,7 @@ from benchmarks.queryset import BenchQuery, QuerySet
 from benchmarks.sampling import Plan, draw_stream
 from modules import embedding
 from modules.answers import normalise_answer
-from modules.executor import BatchExecutor, GroupRequest, GroupResult, ItemInput, ItemOutcome
+from modules.executor import BatchExecutor, ItemInput, ItemOutcome
 from modules.program import Program, parse_program
 from modules.registry import Registry
 from policies.routing import FirstDraws, policy_router
@@ -233,11 +233,7 @@ def run_learner(name: str, learner: Learner, stream: Stream, ctx: Context, confi
     program = program or stream.program
     free: set[tuple[Any, ...]] = set()
     inner = cached_round_runner(ctx.cache)
-
-    def runner(requests: list[GroupRequest]) -> list[GroupResult]:
-        for req in requests:
-            free.update(ctx.cache.key(req.backend, c) for c in req.calls)
-        return inner(requests)
+    runner = cached_round_runner(ctx.cache, free)  # the keys of the calls it answers go to free
 
     shadow_key = zlib.crc32(f"shadow/{name}/{stream.query.id}".encode())
     shadow_rng = np.random.default_rng([settings.seed, shadow_key])
