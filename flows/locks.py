@@ -127,7 +127,8 @@ def held_slot(name: str, wait_s: float) -> Iterator[None]:
     gives the slot back through another new client, which a feedback run waited for. Here the
     first renewal comes after 45 s, so a block shorter than that makes no renewal request,
     and the slot is given back through the run's own client (``get_client`` inside a flow run
-    returns the engine's). The acquired and released events are emitted as Prefect emits them.
+    returns the engine's). The acquired and released events are emitted, and the lease is
+    recorded for the run's clean-up until it is given back, as Prefect does.
     A failed renewal logs a warning and the block goes on: the lock file keeps other writers
     of the file out (see the module's docstring).
 
@@ -136,6 +137,7 @@ def held_slot(name: str, wait_s: float) -> Iterator[None]:
         ConcurrencySlotAcquisitionError: the limit is missing, or the server refused.
     """
     from prefect.client.orchestration import get_client
+    from prefect.concurrency._asyncio import _discard_cleanup_lease
     from prefect.concurrency._events import (
         emit_concurrency_acquisition_events,
         emit_concurrency_release_events,
@@ -157,6 +159,7 @@ def held_slot(name: str, wait_s: float) -> Iterator[None]:
         renewer.join(timeout=2)
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease_id=lease.lease_id)
+        _discard_cleanup_lease(lease.lease_id)  # given back: the run's context need not release it
         emit_concurrency_release_events(lease.limits, 1, events)
 
 
